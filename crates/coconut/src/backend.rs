@@ -1,0 +1,69 @@
+//! The one place that names backends. Everything else takes a `Device` (Burn 0.22 carries the
+//! backend in the device), so model code is the same on CPU, Vulkan/Metal, WebGPU and CUDA.
+
+use burn::prelude::Device;
+
+/// Backends a build may offer; which ones exist is decided by cargo features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Burn's pure-Rust CPU backend (also runs in wasm).
+    Flex,
+    /// Burn's ndarray CPU backend.
+    Ndarray,
+    /// wgpu on the platform's graphics API (Vulkan/Metal/DX12; lavapipe on a CPU-only Linux).
+    Wgpu,
+    /// WebGPU (the browser).
+    WebGpu,
+    /// NVIDIA CUDA.
+    Cuda,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] = [Self::Flex, Self::Ndarray, Self::Wgpu, Self::WebGpu, Self::Cuda];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+            Self::WebGpu => "webgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| format!("unknown backend `{name}` (one of: {})", Self::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")))
+    }
+
+    /// The backends compiled into this build.
+    pub fn available() -> Vec<Self> {
+        Self::ALL.into_iter().filter(|b| b.device_fn().is_some()).collect()
+    }
+
+    /// A device of this backend (device 0 / the default adapter); `Err` when not compiled in.
+    pub fn device(self) -> Result<Device, String> {
+        self.device_fn()
+            .map(|f| f())
+            .ok_or_else(|| format!("backend `{}` is not compiled into this build (cargo feature `{}`)", self.name(), self.name()))
+    }
+
+    fn device_fn(self) -> Option<fn() -> Device> {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex => Some(Device::flex),
+            #[cfg(feature = "ndarray")]
+            Self::Ndarray => Some(Device::ndarray),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => Some(|| Device::wgpu(Default::default())),
+            #[cfg(feature = "webgpu")]
+            Self::WebGpu => Some(|| Device::webgpu(Default::default())),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => Some(|| Device::cuda(0)),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Checkpoints are directories:
+//!
+//! - `model.bpk`       Burn's module record (burnpack),
+//! - `config.json`     the `Gpt2Config`,
+//! - `tokenizer.json`  a standard HF tokenizer file,
+//! - `manifest.json`   format version, a hash of the config, size and SHA-256 of the weights.
+//!
+//! Loading checks all of it: another format version, a config that does not match the manifest or
+//! the weights, a truncated or corrupt weight file each give an error that says which. Directories
+//! are written to a temporary sibling and renamed into place, so a killed writer leaves the previous
+//! checkpoint whole.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::tokenizer::CoconutTokenizer;
+
+pub const FORMAT: &str = "coconut-checkpoint";
+pub const FORMAT_VERSION: u32 = 1;
+pub const WEIGHTS_FILE: &str = "model.bpk";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {msg}")]
+    Io { path: String, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Io { path: path.display().to_string(), msg: e.to_string() }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// SHA-256 of `config.json`'s canonical form.
+    pub config_hash: String,
+    pub weights_file: String,
+    pub weights_bytes: u64,
+    pub weights_sha256: String,
+    pub tokenizer_vocab: usize,
+    /// Free-form provenance: what made this checkpoint.
+    #[serde(default)]
+    pub created_by: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Canonical JSON of a config (serde field order) and its hash.
+pub fn config_hash(config: &Gpt2Config) -> String {
+    sha256_hex(serde_json::to_string(config).expect("config serialises").as_bytes())
+}
+
+/// A checkpoint in memory: what the page fetches and what the CLI reads from disk.
+pub struct Checkpoint {
+    pub manifest: Manifest,
+    pub config: Gpt2Config,
+    pub tokenizer: CoconutTokenizer,
+    pub weights: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Packs a model (its weights are read back to the host here).
+    pub fn from_model(model: Gpt2, config: &Gpt2Config, tokenizer: CoconutTokenizer, created_by: &str) -> Result<Self, CheckpointError> {
+        let record = model.into_record();
+        let weights = record.into_bytes().map_err(|e| CheckpointError::Invalid(e.to_string()))?.to_vec();
+        Ok(Self::from_weights(weights, config, tokenizer, created_by))
+    }
+
+    pub fn from_weights(weights: Vec<u8>, config: &Gpt2Config, tokenizer: CoconutTokenizer, created_by: &str) -> Self {
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            config_hash: config_hash(config),
+            weights_file: WEIGHTS_FILE.into(),
+            weights_bytes: weights.len() as u64,
+            weights_sha256: sha256_hex(&weights),
+            tokenizer_vocab: tokenizer.vocab_size(),
+            created_by: created_by.into(),
+        };
+        Self { manifest, config: config.clone(), tokenizer, weights }
+    }
+
+    /// Validates the four parts against each other.
+    pub fn from_parts(manifest: &[u8], config: &[u8], tokenizer: &[u8], weights: Vec<u8>) -> Result<Self, CheckpointError> {
+        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| CheckpointError::Invalid(format!("manifest.json is malformed: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(CheckpointError::Invalid(format!("manifest.json: format is `{}`, expected `{FORMAT}`", manifest.format)));
+        }
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(CheckpointError::Invalid(format!(
+                "checkpoint format version {} is not supported by this build (version {FORMAT_VERSION})",
+                manifest.format_version
+            )));
+        }
+        let config: Gpt2Config = serde_json::from_slice(config).map_err(|e| CheckpointError::Invalid(format!("config.json is malformed: {e}")))?;
+        config.validate().map_err(|e| CheckpointError::Invalid(format!("config.json: {e}")))?;
+        if config_hash(&config) != manifest.config_hash {
+            return Err(CheckpointError::Invalid("config.json does not match manifest.json (config hash differs): the checkpoint was mixed from different models".into()));
+        }
+        if weights.len() as u64 != manifest.weights_bytes {
+            return Err(CheckpointError::Invalid(format!(
+                "{}: {} bytes, manifest.json says {} (truncated or wrong file)",
+                manifest.weights_file,
+                weights.len(),
+                manifest.weights_bytes
+            )));
+        }
+        if sha256_hex(&weights) != manifest.weights_sha256 {
+            return Err(CheckpointError::Invalid(format!("{}: SHA-256 differs from manifest.json (corrupt file)", manifest.weights_file)));
+        }
+        let tokenizer = CoconutTokenizer::from_json(tokenizer).map_err(|e| CheckpointError::Invalid(format!("tokenizer.json: {e}")))?;
+        Ok(Self { manifest, config, tokenizer, weights })
+    }
+
+    /// Builds the model on `device`; weight shapes must match the config.
+    pub fn model(&self, device: &Device) -> Result<Gpt2, CheckpointError> {
+        let bytes = burn::tensor::Bytes::from_bytes_vec(self.weights.clone());
+        let record = burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| CheckpointError::Invalid(format!("{WEIGHTS_FILE}: {e}")))?;
+        self.config
+            .init(device)
+            .try_load_record(record)
+            .map_err(|e| CheckpointError::Invalid(format!("{WEIGHTS_FILE} does not fit config.json: {e}")))
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, CheckpointError> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| io_err(&p, e))
+        };
+        if !dir.is_dir() {
+            return Err(io_err(dir, "not a checkpoint directory"));
+        }
+        let manifest = read("manifest.json")?;
+        let weights_file = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.weights_file).unwrap_or_else(|_| WEIGHTS_FILE.into());
+        Self::from_parts(&manifest, &read("config.json")?, &read("tokenizer.json")?, read(&weights_file)?)
+            .map_err(|e| io_err(dir, e))
+    }
+
+    /// Writes the directory atomically: into `DIR.tmp`, then renamed over `DIR`.
+    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let tmp = sibling(dir, "tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let p = tmp.join(name);
+            std::fs::write(&p, bytes).map_err(|e| io_err(&p, e))
+        };
+        write(&self.manifest.weights_file, &self.weights)?;
+        write("config.json", serde_json::to_string_pretty(&self.config).expect("config").as_bytes())?;
+        write("tokenizer.json", self.tokenizer.to_json().map_err(|e| CheckpointError::Invalid(e.to_string()))?.as_bytes())?;
+        write("manifest.json", serde_json::to_string_pretty(&self.manifest).expect("manifest").as_bytes())?;
+        replace_dir(&tmp, dir)
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "checkpoint".into());
+    dir.with_file_name(format!(".{name}.{suffix}"))
+}
+
+/// Moves `from` to `to`, replacing `to` if it exists (the old one is renamed away first, then removed).
+pub fn replace_dir(from: &Path, to: &Path) -> Result<(), CheckpointError> {
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    }
+    let old = sibling(to, "old");
+    if to.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(to, &old).map_err(|e| io_err(to, e))?;
+    }
+    std::fs::rename(from, to).map_err(|e| io_err(to, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}

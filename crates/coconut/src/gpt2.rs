@@ -1,0 +1,330 @@
+//! GPT-2 (Radford et al. 2019) in Burn, written to be read top to bottom.
+//!
+//! x  = wte[ids] + wpe[positions]                       (or caller-given input embeddings + wpe)
+//! for each block:
+//!     x = x + attn(ln_1(x))                            causal self-attention, KV cache
+//!     x = x + mlp(ln_2(x))                             c_fc -> gelu(tanh) -> c_proj
+//! h  = ln_f(x)                                         the "last hidden state"
+//! logits = h · wteᵀ                                    LM head tied to the token embedding
+//!
+//! The forward takes *input embeddings*, explicit position ids and a key mask, and returns the last
+//! hidden state; that is what the continuous-thought loop needs (`h[t-1]` becomes the input embedding
+//! at `t`). Linear weights are stored `[d_in, d_out]`, the layout of HF GPT-2's `Conv1D`.
+//! Model code is backend-free: the backend lives in the tensors' `Device` (Burn 0.22).
+
+use burn::module::{Initializer, Param};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// GPT-2 hyper-parameters. Field names follow HF's `GPT2Config`.
+#[derive(Config, Debug, PartialEq)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    /// Longest sequence (learned position embeddings).
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// MLP width; GPT-2 uses 4·n_embd.
+    pub n_inner: usize,
+    #[config(default = 1e-5)]
+    pub layer_norm_epsilon: f64,
+    /// Std of the normal init of weights (GPT-2: 0.02; residual projections get 0.02/√(2·n_layer)).
+    #[config(default = 0.02)]
+    pub initializer_range: f64,
+    /// Residual and embedding dropout while training (GPT-2: 0.1). Attention-prob dropout is not
+    /// applied: Burn's fused attention has none.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl Gpt2Config {
+    /// The real GPT-2 "small" (124M parameters).
+    pub fn gpt2_124m() -> Self {
+        Self::new(50257, 1024, 768, 12, 12, 3072)
+    }
+
+    /// A small GPT-2 for a word-level vocabulary, trained from scratch.
+    pub fn small(vocab_size: usize, n_layer: usize, n_embd: usize, n_head: usize) -> Self {
+        Self::new(vocab_size, 1024, n_embd, n_layer, n_head, 4 * n_embd)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+            return Err(format!("n_embd ({}) must be a multiple of n_head ({})", self.n_embd, self.n_head));
+        }
+        if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 || self.n_inner == 0 {
+            return Err("vocab_size, n_positions, n_layer and n_inner must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn num_params(&self) -> usize {
+        let (d, f) = (self.n_embd, self.n_inner);
+        let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        self.vocab_size * d + self.n_positions * d + self.n_layer * block + 2 * d
+    }
+
+    /// Builds a randomly initialised model with GPT-2's initialisation.
+    pub fn init(&self, device: &Device) -> Gpt2 {
+        self.validate().expect("invalid GPT-2 config");
+        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
+        let std = self.initializer_range;
+        let proj_std = std / (2.0 * self.n_layer as f64).sqrt();
+        let linear = |d_in: usize, d_out: usize, std: f64| {
+            let mut l = LinearConfig::new(d_in, d_out).with_initializer(normal(std)).init(device);
+            l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+            l
+        };
+        let ln = || LayerNormConfig::new(self.n_embd).with_epsilon(self.layer_norm_epsilon).init(device);
+        let blocks = (0..self.n_layer)
+            .map(|_| Block {
+                ln_1: ln(),
+                attn: Attention {
+                    c_attn: linear(self.n_embd, 3 * self.n_embd, std),
+                    c_proj: linear(self.n_embd, self.n_embd, proj_std),
+                    n_head: self.n_head,
+                },
+                ln_2: ln(),
+                mlp: Mlp {
+                    c_fc: linear(self.n_embd, self.n_inner, std),
+                    c_proj: linear(self.n_inner, self.n_embd, proj_std),
+                },
+                dropout: DropoutConfig::new(self.dropout).init(),
+            })
+            .collect();
+        Gpt2 {
+            wte: normal(std).init([self.vocab_size, self.n_embd], device),
+            wpe: normal(0.01).init([self.n_positions, self.n_embd], device),
+            h: blocks,
+            ln_f: ln(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embedding `[vocab, d]`, also the LM head.
+    pub wte: Param<Tensor<2>>,
+    /// Learned position embedding `[n_positions, d]`.
+    pub wpe: Param<Tensor<2>>,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Fused q, k, v projection `[d, 3d]`.
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub n_head: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+/// Keys and values of every layer for the positions seen so far: `[batch, heads, len, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+}
+
+impl KvCache {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers.first().map(|(k, _)| k.dims()[2]).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the first `len` positions (drop what came after a prefix).
+    pub fn truncate(self, len: usize) -> Self {
+        assert!(len <= self.len(), "cannot truncate a cache of {} to {len}", self.len());
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)))
+            .collect();
+        Self { layers }
+    }
+}
+
+/// One forward call's input.
+pub struct Gpt2Input {
+    /// Input embeddings without positions `[batch, len, d]` (token embeddings, or thoughts).
+    pub embeds: Tensor<3>,
+    /// Position ids `[batch, len]`.
+    pub positions: Tensor<2, Int>,
+    /// Which keys may be attended to, over cache + new positions `[batch, cached + len]`
+    /// (HF's `attention_mask`; `None` = all). Causality is added on top.
+    pub key_mask: Option<Tensor<2, Bool>>,
+    pub cache: Option<KvCache>,
+}
+
+pub struct Gpt2Output {
+    /// The last hidden state after `ln_f` `[batch, len, d]`.
+    pub hidden: Tensor<3>,
+    /// Cache extended with this call's positions.
+    pub cache: KvCache,
+}
+
+impl Gpt2 {
+    pub fn vocab_size(&self) -> usize {
+        self.wte.dims()[0]
+    }
+
+    pub fn n_embd(&self) -> usize {
+        self.wte.dims()[1]
+    }
+
+    pub fn device(&self) -> Device {
+        self.wte.val().device()
+    }
+
+    /// Token embeddings `[batch, len, d]` (positions are added inside `forward`).
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        embedding(self.wte.val(), ids)
+    }
+
+    /// LM head, tied to the token embedding: `logits = h · wteᵀ`.
+    pub fn lm_head<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
+        let w = self.wte.val().transpose().unsqueeze::<D>();
+        hidden.matmul(w)
+    }
+
+    /// The transformer trunk: returns the last hidden state and the extended KV cache.
+    pub fn forward(&self, input: Gpt2Input) -> Gpt2Output {
+        let Gpt2Input { embeds, positions, key_mask, cache } = input;
+        let [batch, len, _] = embeds.dims();
+        let past = cache.as_ref().map(KvCache::len).unwrap_or(0);
+        let mask = attention_mask(key_mask, batch, past, len, &embeds.device());
+
+        let x = embeds + embedding(self.wpe.val(), positions);
+        let mut x = self.dropout.forward(x);
+        let mut layers = Vec::with_capacity(self.h.len());
+        let mut past_layers = cache.map(|c| c.layers.into_iter());
+        for block in &self.h {
+            let past_kv = past_layers.as_mut().and_then(|it| it.next());
+            let (y, kv) = block.forward(x, past_kv, mask.clone());
+            x = y;
+            layers.push(kv);
+        }
+        Gpt2Output { hidden: self.ln_f.forward(x), cache: KvCache { layers } }
+    }
+
+    /// Token ids in, `(logits, last hidden state)` out; positions 0..len, no padding.
+    pub fn forward_ids(&self, ids: Tensor<2, Int>) -> (Tensor<3>, Tensor<3>) {
+        let [batch, len] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).unsqueeze::<2>().expand([batch, len]);
+        let out = self.forward(Gpt2Input { embeds: self.embed(ids), positions, key_mask: None, cache: None });
+        (self.lm_head(out.hidden.clone()), out.hidden)
+    }
+
+    /// Grows the vocabulary (e.g. by Coconut's latent tokens); new rows copy the embedding of
+    /// `init_from` (the official code initialises them from the token "<<").
+    pub fn resize_vocab(mut self, vocab_size: usize, init_from: usize) -> Self {
+        let old = self.vocab_size();
+        if vocab_size <= old {
+            return self;
+        }
+        let w = self.wte.val();
+        let row = w.clone().narrow(0, init_from, 1);
+        let extra = row.repeat_dim(0, vocab_size - old);
+        self.wte = Param::from_tensor(Tensor::cat(vec![w, extra], 0));
+        self
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past, mask);
+        let x = x + self.dropout.forward(a);
+        let m = self.mlp.forward(self.ln_2.forward(x.clone()));
+        (x + self.dropout.forward(m), kv)
+    }
+}
+
+impl Attention {
+    /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [batch, len, d] = x.dims();
+        let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
+        let (q, k, v) = (heads(qkv.next().unwrap()), heads(qkv.next().unwrap()), heads(qkv.next().unwrap()));
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        let [_, _, _, keys] = mask.dims();
+        let mask = mask.expand([batch, self.n_head, len, keys]);
+        let y = attention(q, k.clone(), v.clone(), Some(mask), None, AttentionModuleOptions::default());
+        let y = y.swap_dims(1, 2).reshape([batch, len, d]);
+        (self.c_proj.forward(y), (k, v))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.c_proj.forward(gelu_tanh(self.c_fc.forward(x)))
+    }
+}
+
+/// GPT-2's GELU ("gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let c = (2.0f64 / std::f64::consts::PI).sqrt();
+    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar(c);
+    x.clone().mul_scalar(0.5) * (inner.tanh().add_scalar(1.0))
+}
+
+/// Boolean mask `[batch, 1→heads, len, past+len]`, `true` = may NOT attend: key after the query
+/// (causal, by index) or key masked out by `key_mask`. A query always sees itself, so no row is
+/// fully masked (padding rows stay finite).
+fn attention_mask(key_mask: Option<Tensor<2, Bool>>, batch: usize, past: usize, len: usize, device: &Device) -> Tensor<4, Bool> {
+    let total = past + len;
+    let q = Tensor::<1, Int>::arange(past as i64..total as i64, device).reshape([len, 1]).expand([len, total]);
+    let k = Tensor::<1, Int>::arange(0..total as i64, device).reshape([1, total]).expand([len, total]);
+    let future = k.clone().greater(q.clone());
+    let blocked = match key_mask {
+        None => future.unsqueeze::<3>().expand([batch, len, total]),
+        Some(m) => {
+            assert_eq!(m.dims(), [batch, total], "key_mask must be [batch, cached + len]");
+            let padded = m.bool_not().unsqueeze_dim::<3>(1).expand([batch, len, total]);
+            let not_self = k.not_equal(q).unsqueeze::<3>().expand([batch, len, total]);
+            future.unsqueeze::<3>().expand([batch, len, total]).bool_or(padded.bool_and(not_self))
+        }
+    };
+    blocked.unsqueeze_dim::<4>(1)
+}

@@ -1,0 +1,16 @@
+//! Coconut: Chain of Continuous Thought (Hao et al. 2024, arXiv 2412.06769) on GPT-2, in Burn.
+//!
+//! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
+//! [`tokenizer`], [`checkpoint`], [`score`], [`backend`] (the only place naming backends).
+
+pub mod backend;
+pub mod checkpoint;
+pub mod gpt2;
+pub mod hf;
+pub mod score;
+pub mod tokenizer;
+
+pub use backend::BackendKind;
+pub use checkpoint::Checkpoint;
+pub use gpt2::{Gpt2, Gpt2Config, Gpt2Input, Gpt2Output, KvCache};
+pub use tokenizer::CoconutTokenizer;
