@@ -55,6 +55,7 @@ impl BackendKind {
             #[cfg(feature = "flex")]
             Self::Flex => Some(Device::flex),
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)] // Burn prefers flex; ndarray stays selectable for comparison
             Self::Ndarray => Some(Device::ndarray),
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Some(|| Device::wgpu(Default::default())),

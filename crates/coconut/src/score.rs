@@ -26,11 +26,11 @@ pub fn logprobs_tensor(model: &Gpt2, ids: &[u32], device: &Device) -> Result<Ten
 /// Native (synchronous read-back).
 pub fn token_logprobs(model: &Gpt2, ids: &[u32], device: &Device) -> Result<Vec<f32>, String> {
     let t = logprobs_tensor(model, ids, device)?;
-    t.try_into_data().map_err(|e| format!("{e:?}"))?.to_vec::<f32>().map_err(|e| format!("{e:?}"))
+    t.try_into_data().map_err(|e| format!("{e:?}"))?.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))
 }
 
 /// Browser-safe (asynchronous read-back).
 pub async fn token_logprobs_async(model: &Gpt2, ids: &[u32], device: &Device) -> Result<Vec<f32>, String> {
     let t = logprobs_tensor(model, ids, device)?;
-    t.into_data_async().await.map_err(|e| format!("{e:?}"))?.to_vec::<f32>().map_err(|e| format!("{e:?}"))
+    t.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))
 }

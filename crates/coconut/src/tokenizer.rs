@@ -76,11 +76,11 @@ impl CoconutTokenizer {
     }
 
     /// A word-level tokenizer whose vocabulary is every word and punctuation mark in `texts`.
-    pub fn word_level<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Self, TokenizerError> {
+    pub fn word_level<S: AsRef<str>>(texts: impl IntoIterator<Item = S>) -> Result<Self, TokenizerError> {
         let re = fancy_regex::Regex::new(WORD_PATTERN).map_err(load_err)?;
         let mut words = BTreeSet::new();
         for text in texts {
-            for m in re.find_iter(text) {
+            for m in re.find_iter(text.as_ref()) {
                 words.insert(m.map_err(load_err)?.as_str().to_string());
             }
         }

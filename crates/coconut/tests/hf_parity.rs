@@ -46,7 +46,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 fn model() -> Gpt2 {

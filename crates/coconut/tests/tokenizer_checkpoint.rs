@@ -25,8 +25,8 @@ fn word_level_splits_words_punctuation_and_newlines() {
     let ids = tok.encode("<|start-latent|><|latent|><|latent|><|end-latent|>### Tom is a rempus.<|endoftext|>").unwrap();
     assert_eq!(&ids[..4], &[s.start_latent, s.latent, s.latent, s.end_latent]);
     assert_eq!(*ids.last().unwrap(), s.eos);
-    // 5 specials (EOS, 3 latent tokens, unk) + the words and marks of the two texts.
-    assert_eq!(tok.vocab_size(), 5 + 15);
+    // 5 specials (EOS, 3 latent tokens, unk) + 14 tokens: Tom is a wumpus . Every yumpus rempus \n Is or bompus ? #
+    assert_eq!(tok.vocab_size(), 5 + 14);
 }
 
 #[test]
