@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use coconut::{BackendKind, Checkpoint, CoconutTokenizer, hf, score};
+use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
 
 const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
 
@@ -80,12 +80,59 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Generate ProsQA / ProntoQA data and print dataset statistics (lands with the data issue).
-    Data,
+    /// Generate, check and describe datasets (ProsQA in the official JSON format).
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Training and generation benchmarks against PyTorch (lands with the performance issue).
     Bench,
     /// Export a checkpoint for the page (lands with the page issue).
     ExportWeb,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Generate ProsQA questions (the paper's Algorithm 1, fitted to the official statistics).
+    Prosqa {
+        #[arg(long)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Official sets whose questions are never emitted (missing files: a warning).
+        #[arg(long, num_args = 1.., default_values = ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"])]
+        exclude: Vec<PathBuf>,
+    },
+    /// Generate 5-hop ProntoQA questions (fictional concepts, "True or false" queries).
+    Prontoqa {
+        #[arg(long)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Convert GSM8k in the iCoT text format (`question||steps #### answer`, one a line) to JSON items.
+    Gsm8k {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Statistics of a ProsQA file: nodes, edges, persons, hops, shortest paths, words, target-first rate.
+    Stats {
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Compare with a reference file (e.g. the official sets) against the generator's goal.
+        #[arg(long, num_args = 1..)]
+        compare: Vec<PathBuf>,
+    },
+    /// Validate a dataset file; exits non-zero on the first bad item, naming it and the field.
+    Check { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -153,10 +200,92 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", b.name());
             }
         }
-        Command::Train { .. } | Command::Generate { .. } | Command::Eval { .. } | Command::Data | Command::Bench | Command::ExportWeb => {
+        Command::Data { command } => data_command(command)?,
+        Command::Train { .. } | Command::Generate { .. } | Command::Eval { .. } | Command::Bench | Command::ExportWeb => {
             bail!("this subcommand is not built yet: it lands with a later issue (see README, \"Status\")")
         }
     }
+    Ok(())
+}
+
+fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
+    let mut all = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
+        all.extend(data::parse_items(&bytes).with_context(|| p.display().to_string())?);
+    }
+    Ok(all)
+}
+
+fn data_command(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Prosqa { n, seed, out, exclude } => {
+            let mut seen = std::collections::HashSet::new();
+            for p in &exclude {
+                match load_items(std::slice::from_ref(p)) {
+                    Ok(items) => seen.extend(items.into_iter().map(|it| it.question)),
+                    Err(e) if !p.exists() => eprintln!("warning: cannot exclude {}: {e:#}", p.display()),
+                    Err(e) => return Err(e),
+                }
+            }
+            let t0 = std::time::Instant::now();
+            let items = prosqa::generate(n, seed, &prosqa::GenConfig::default(), &seen);
+            let secs = t0.elapsed().as_secs_f64();
+            write_atomic(&out, data::to_json(&items).as_bytes())?;
+            eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
+        }
+        DataCommand::Prontoqa { n, seed, out } => {
+            write_atomic(&out, data::to_json(&coconut::prontoqa::generate(n, seed)).as_bytes())?;
+            eprintln!("{n} ProntoQA questions (seed {seed}) -> {}", out.display());
+        }
+        DataCommand::Gsm8k { input, out } => {
+            let text = std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
+            let items = coconut::gsm8k::parse_icot(&text).with_context(|| input.display().to_string())?;
+            write_atomic(&out, data::to_json(&items).as_bytes())?;
+            eprintln!("{} GSM8k items -> {}", items.len(), out.display());
+        }
+        DataCommand::Stats { file, json, compare } => {
+            let stats = prosqa::dataset_stats(&load_items(std::slice::from_ref(&file))?)?;
+            let reference = if compare.is_empty() { None } else { Some(prosqa::dataset_stats(&load_items(&compare)?)?) };
+            if json {
+                let cmp = reference.as_ref().map(|r| prosqa::compare(&stats, r));
+                println!("{}", serde_json::json!({ "stats": stats, "reference": reference, "comparison": cmp }));
+            } else {
+                print_stats(&stats, reference.as_ref());
+            }
+        }
+        DataCommand::Check { file } => {
+            let items = load_items(std::slice::from_ref(&file))?;
+            println!("{}: {} items, all valid", file.display(), items.len());
+        }
+    }
+    Ok(())
+}
+
+fn print_stats(s: &prosqa::DatasetStats, reference: Option<&prosqa::DatasetStats>) {
+    let row = |name: &str, m: prosqa::MeanSd| format!("| {name} | {:.2} ± {:.2} |", m.mean, m.sd);
+    println!("| {} items | mean ± sd |\n|---|---|", s.items);
+    for (name, m) in [("nodes", s.nodes), ("edges", s.edges), ("persons", s.persons), ("shortest path (hops)", s.hops),
+        ("shortest paths (count)", s.shortest_paths), ("question words", s.question_words)] {
+        println!("{}", row(name, m));
+    }
+    let h = s.hop_share;
+    println!("| hops 3/4/5/6/more (%) | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} |", 100.0 * h[0], 100.0 * h[1], 100.0 * h[2], 100.0 * h[3], 100.0 * h[4]);
+    println!("| target named first (%) | {:.1} |", 100.0 * s.target_first);
+    println!("| root is node 1 (%) | {:.1} |", 100.0 * s.root_is_node1);
+    if let Some(r) = reference {
+        println!("\n| quantity | this file | reference ({} items) | goal: within | ok |\n|---|---|---|---|---|", r.items);
+        for c in prosqa::compare(s, r) {
+            println!("| {} | {:.3} | {:.3} | ±{:.3} | {} |", c.name, c.ours, c.reference, c.tolerance, if c.ok { "yes" } else { "NO" });
+        }
+    }
+}
+
+/// Writes a file via a temporary sibling and a rename (a killed writer leaves no half file).
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
+    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
     Ok(())
 }
 

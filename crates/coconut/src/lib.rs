@@ -1,12 +1,17 @@
 //! Coconut: Chain of Continuous Thought (Hao et al. 2024, arXiv 2412.06769) on GPT-2, in Burn.
 //!
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
-//! [`tokenizer`], [`checkpoint`], [`score`], [`backend`] (the only place naming backends).
+//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics), [`backend`] (the only place naming backends).
 
 pub mod backend;
 pub mod checkpoint;
+pub mod curriculum;
+pub mod data;
 pub mod gpt2;
+pub mod gsm8k;
 pub mod hf;
+pub mod prontoqa;
+pub mod prosqa;
 pub mod score;
 pub mod tokenizer;
 

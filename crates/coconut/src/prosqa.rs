@@ -31,12 +31,15 @@ pub const CONCEPTS: [&str; 38] = [
 
 /// The generator's constants.
 ///
-/// - `lambda = 1.5`: the paper's parent count.
-/// - `p_only0 = 0.35`, `p_only1 = 0.5` (split 0.35 / 0.85): the paper's literal 0.35 / 0.70 gives
-///   ~4.6 persons per graph against the official 2.56; the restricted branches offer only nodes
+/// - `lambda = 1.4` (paper: 1.5): with 1.5 the generated graphs have 1.74 shortest paths per
+///   question against the official 1.59 (and 37 edges against 36.0); 1.4 matches both.
+/// - `p_only0 = 0.35`, `p_only1 = 0.45` (split 0.35 / 0.80; paper: 0.35 / 0.70): the literal split
+///   gives ~4.6 persons per graph against the official 2.56; the restricted branches offer only nodes
 ///   reachable from exactly that start node (never nodes reachable from neither), as the files imply.
-/// - `nodes = 20..=26` uniform, graphs with isolated nodes or a shortest path outside 3..=6 hops
-///   redrawn: fits the official 22.8 nodes and the hop histogram.
+/// - `nodes = 21..=26` uniform; graphs with isolated nodes or a shortest path outside 3..=6 hops are
+///   redrawn: fits the official 22.8 nodes and the 3/4/5/6-hop histogram.
+///
+/// `coconut data stats GENERATED --compare OFFICIAL...` checks the fit (RESULTS.md has the table).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GenConfig {
     pub lambda: f64,
@@ -50,7 +53,7 @@ pub struct GenConfig {
 
 impl Default for GenConfig {
     fn default() -> Self {
-        Self { lambda: 1.5, p_only0: 0.35, p_only1: 0.5, min_nodes: 20, max_nodes: 26, min_hops: 3, max_hops: 6 }
+        Self { lambda: 1.4, p_only0: 0.35, p_only1: 0.45, min_nodes: 21, max_nodes: 26, min_hops: 3, max_hops: 6 }
     }
 }
 
@@ -95,12 +98,16 @@ impl Graph {
         d
     }
 
-    /// All shortest paths from `s` to `t`, each a node list.
+    /// All shortest paths from `s` to `t`, each a node list (only nodes on some shortest path are
+    /// visited: `d(s, v) + d(v, t) = d(s, t)`).
     pub fn shortest_paths(&self, s: usize, t: usize) -> Vec<Vec<usize>> {
         let d = self.distances(s);
         if d[t] == usize::MAX {
             return Vec::new();
         }
+        let reversed = Graph { n: self.n, edges: self.edges.iter().map(|&(p, c)| (c, p)).collect() };
+        let to_t = reversed.distances(t);
+        let on_path = |v: usize| d[v] != usize::MAX && to_t[v] != usize::MAX && d[v] + to_t[v] == d[t];
         let ch = self.children();
         let mut paths = Vec::new();
         let mut stack = vec![vec![s]];
@@ -111,7 +118,7 @@ impl Graph {
                 continue;
             }
             for &v in &ch[u] {
-                if d[v] == d[u] + 1 && d[v] <= d[t] {
+                if d[v] == d[u] + 1 && on_path(v) {
                     let mut p = path.clone();
                     p.push(v);
                     stack.push(p);
@@ -154,55 +161,61 @@ fn poisson(rng: &mut impl Rng, lambda: f64) -> usize {
     }
 }
 
-/// Draws `k` of `candidates` without replacement, weighted by `depth·1.5 + 1`.
-fn weighted_without_replacement(rng: &mut impl Rng, mut candidates: Vec<usize>, depth: &[usize], k: usize) -> Vec<usize> {
-    let mut chosen = Vec::with_capacity(k);
-    for _ in 0..k.min(candidates.len()) {
-        let total: f64 = candidates.iter().map(|&c| depth[c] as f64 * 1.5 + 1.0).sum();
-        let mut x = rng.random::<f64>() * total;
-        let mut pick = candidates.len() - 1;
-        for (i, &c) in candidates.iter().enumerate() {
-            x -= depth[c] as f64 * 1.5 + 1.0;
-            if x < 0.0 {
-                pick = i;
-                break;
-            }
-        }
-        chosen.push(candidates.swap_remove(pick));
-    }
-    chosen
-}
-
-/// One random graph by Algorithm 1 (nodes 0 and 1 are the two start persons).
-pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Graph {
+/// One random graph by Algorithm 1 (nodes 0 and 1 are the two start persons), or `None` when it
+/// has an isolated node (a person nobody descends from), which is redrawn. Most draws are rejected
+/// (~99%), so this runs on fixed arrays with no allocation until a graph is accepted.
+pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
+    const MAX: usize = 64;
+    assert!(cfg.max_nodes <= MAX, "at most {MAX} nodes");
     let n = rng.random_range(cfg.min_nodes..=cfg.max_nodes);
-    let (mut depth, mut label) = (vec![0usize, 0], vec![1u8, 2]);
+    let (mut depth, mut label) = ([0usize; MAX], [0u8; MAX]);
+    let (mut n_parents, mut has_child) = ([0u8; MAX], [false; MAX]);
+    label[..2].copy_from_slice(&[1, 2]);
     let mut edges = Vec::new();
+    let mut candidates = [0usize; MAX];
+    let mut weights = [0u32; MAX];
     for node in 2..n {
         let k = poisson(rng, cfg.lambda);
         let r = rng.random::<f64>();
-        let candidates: Vec<usize> = if r < cfg.p_only0 {
-            (0..node).filter(|&j| label[j] == 1).collect()
-        } else if r < cfg.p_only0 + cfg.p_only1 {
-            (0..node).filter(|&j| label[j] == 2).collect()
-        } else {
-            (0..node).collect()
-        };
-        let parents = weighted_without_replacement(rng, candidates, &depth, k);
-        label.push(parents.iter().fold(0, |l, &p| l | label[p]));
-        depth.push(parents.iter().map(|&p| depth[p] + 1).max().unwrap_or(0));
-        edges.extend(parents.into_iter().map(|p| (p, node)));
+        let keep = |l: u8| if r < cfg.p_only0 { l == 1 } else if r < cfg.p_only0 + cfg.p_only1 { l == 2 } else { true };
+        let (mut m, mut total) = (0, 0u32);
+        for j in 0..node {
+            if keep(label[j]) {
+                candidates[m] = j;
+                weights[m] = 3 * depth[j] as u32 + 2; // 2·(depth·1.5 + 1): deeper nodes preferred
+                total += weights[m];
+                m += 1;
+            }
+        }
+        // k draws without replacement, each proportional to the remaining weights.
+        for _ in 0..k.min(m) {
+            let mut x = rng.random_range(0..total);
+            let mut pick = 0;
+            while x >= weights[pick] {
+                x -= weights[pick];
+                pick += 1;
+            }
+            let parent = candidates[pick];
+            total -= weights[pick];
+            candidates[pick] = candidates[m - 1];
+            weights[pick] = weights[m - 1];
+            m -= 1;
+            label[node] |= label[parent];
+            depth[node] = depth[node].max(depth[parent] + 1);
+            n_parents[node] += 1;
+            has_child[parent] = true;
+            edges.push((parent, node));
+        }
     }
-    Graph { n, edges }
+    if (0..n).any(|v| n_parents[v] == 0 && !has_child[v]) {
+        return None;
+    }
+    Some(Graph { n, edges })
 }
 
 /// Root, target and negative target of a graph, or `None` when it cannot make a question.
 pub fn pick_question(rng: &mut impl Rng, g: &Graph, cfg: &GenConfig) -> Option<(usize, usize, usize)> {
     let ch = g.children();
-    let hp = g.has_parent();
-    if (0..g.n).any(|v| !hp[v] && ch[v].is_empty()) {
-        return None; // isolated node
-    }
     let (d0, d1) = (g.distances(0), g.distances(1));
     let reach = |d: &Vec<usize>, v: usize| d[v] != usize::MAX;
     let leaves: Vec<usize> = (0..g.n).filter(|&v| ch[v].is_empty()).collect();
@@ -250,19 +263,57 @@ pub fn make_item(rng: &mut impl Rng, g: &Graph, root: usize, target: usize, neg:
     }
 }
 
+/// Questions are drawn in chunks of this many, chunk `i` from its own stream of the seed: the
+/// output depends on `(n, seed)` only, not on how many threads made it.
+const CHUNK: usize = 512;
+
 /// `n` questions for `seed`, none of whose question text is in `exclude` (the official sets).
+/// About 99% of drawn graphs are redrawn (isolated nodes), so chunks run on all cores natively.
 pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>) -> Vec<Item> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut items = Vec::with_capacity(n);
-    while items.len() < n {
-        let g = random_graph(&mut rng, cfg);
-        let Some((root, target, neg)) = pick_question(&mut rng, &g, cfg) else { continue };
-        let item = make_item(&mut rng, &g, root, target, neg);
-        if !exclude.contains(&item.question) {
-            items.push(item);
+    let chunks = n.div_ceil(CHUNK);
+    let chunk = |i: usize| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(i as u64);
+        let want = CHUNK.min(n - i * CHUNK);
+        let mut items = Vec::with_capacity(want);
+        while items.len() < want {
+            let Some(g) = random_graph(&mut rng, cfg) else { continue };
+            let Some((root, target, neg)) = pick_question(&mut rng, &g, cfg) else { continue };
+            let item = make_item(&mut rng, &g, root, target, neg);
+            if !exclude.contains(&item.question) {
+                items.push(item);
+            }
         }
+        items
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).min(chunks.max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut parts: Vec<(usize, Vec<Item>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if i >= chunks {
+                                return done;
+                            }
+                            done.push((i, chunk(i)));
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("generator thread")).collect()
+        });
+        parts.sort_by_key(|(i, _)| *i);
+        parts.into_iter().flat_map(|(_, items)| items).collect()
     }
-    items
+    #[cfg(target_arch = "wasm32")]
+    {
+        (0..chunks).flat_map(chunk).collect()
+    }
 }
 
 /// Checks a ProsQA item's graph fields against its text; errors name the field.
@@ -343,4 +394,165 @@ pub fn item_stats(item: &Item) -> Result<ItemStats, DataError> {
         question_words: item.question.split_whitespace().count(),
         target_first,
     })
+}
+
+/// Mean and standard deviation.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl MeanSd {
+    fn of(xs: impl Iterator<Item = f64> + Clone) -> Self {
+        let n = xs.clone().count().max(1) as f64;
+        let mean = xs.clone().sum::<f64>() / n;
+        let var = xs.map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Self { mean, sd: var.sqrt() }
+    }
+
+    /// Standard error of the mean over `n` items.
+    pub fn se(&self, n: usize) -> f64 {
+        self.sd / (n.max(1) as f64).sqrt()
+    }
+}
+
+/// `coconut data stats`: the statistics the issue and the official README compare.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetStats {
+    pub items: usize,
+    pub nodes: MeanSd,
+    pub edges: MeanSd,
+    pub persons: MeanSd,
+    pub hops: MeanSd,
+    pub shortest_paths: MeanSd,
+    pub question_words: MeanSd,
+    /// Share of items with a shortest path of 3, 4, 5, 6 hops (and more, last).
+    pub hop_share: [f64; 5],
+    pub target_first: f64,
+    pub root_is_node1: f64,
+}
+
+pub fn dataset_stats(items: &[Item]) -> Result<DatasetStats, DataError> {
+    let stats = items
+        .iter()
+        .enumerate()
+        .map(|(index, it)| {
+            item_stats(it).map_err(|e| match e {
+                DataError::Item { field, msg, .. } => DataError::Item { index, field, msg },
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = stats.len().max(1) as f64;
+    let of = |f: fn(&ItemStats) -> f64| MeanSd::of(stats.iter().map(f));
+    let mut hop_share = [0.0; 5];
+    for s in &stats {
+        hop_share[s.hops.clamp(3, 7) - 3] += 1.0 / n;
+    }
+    Ok(DatasetStats {
+        items: stats.len(),
+        nodes: of(|s| s.nodes as f64),
+        edges: of(|s| s.edges as f64),
+        persons: of(|s| s.persons as f64),
+        hops: of(|s| s.hops as f64),
+        shortest_paths: of(|s| s.shortest_paths as f64),
+        question_words: of(|s| s.question_words as f64),
+        hop_share,
+        target_first: stats.iter().filter(|s| s.target_first).count() as f64 / n,
+        root_is_node1: items.iter().filter(|it| it.root == Some(1)).count() as f64 / n,
+    })
+}
+
+/// One compared quantity: ours vs the reference, and whether it is within the goal
+/// (3% of the reference mean or three of its standard errors, whichever is larger).
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub name: &'static str,
+    pub ours: f64,
+    pub reference: f64,
+    pub tolerance: f64,
+    pub ok: bool,
+}
+
+pub fn compare(ours: &DatasetStats, reference: &DatasetStats) -> Vec<Comparison> {
+    let n = reference.items;
+    let mut rows = Vec::new();
+    let mut mean = |name, o: MeanSd, r: MeanSd| {
+        let tolerance = (0.03 * r.mean).max(3.0 * r.se(n));
+        rows.push(Comparison { name, ours: o.mean, reference: r.mean, tolerance, ok: (o.mean - r.mean).abs() <= tolerance });
+    };
+    mean("nodes", ours.nodes, reference.nodes);
+    mean("edges", ours.edges, reference.edges);
+    mean("persons", ours.persons, reference.persons);
+    mean("shortest path (hops)", ours.hops, reference.hops);
+    mean("shortest paths (count)", ours.shortest_paths, reference.shortest_paths);
+    mean("question words", ours.question_words, reference.question_words);
+    for (i, name) in ["3 hops (share)", "4 hops (share)", "5 hops (share)", "6 hops (share)"].into_iter().enumerate() {
+        let (o, r) = (ours.hop_share[i], reference.hop_share[i]);
+        // A share is a mean of 0/1 indicators: sd = sqrt(p(1-p)).
+        let tolerance = (0.03 * r).max(3.0 * (r * (1.0 - r) / n.max(1) as f64).sqrt());
+        rows.push(Comparison { name, ours: o, reference: r, tolerance, ok: (o - r).abs() <= tolerance });
+    }
+    rows
+}
+
+/// A ProsQA question read back from its text: the facts and the query (for the page's graph).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedQuestion {
+    /// Node names in order of first mention.
+    pub names: Vec<String>,
+    /// Whether each node is a person (named without "Every").
+    pub is_person: Vec<bool>,
+    pub edges: Vec<(usize, usize)>,
+    pub subject: usize,
+    pub options: [usize; 2],
+}
+
+/// Parses "F1. F2. ... Is X a A or B?" where each fact is "X is a Y." or "Every Y is a Z.".
+/// The error names the sentence (1-based) that does not parse.
+pub fn parse_question(text: &str) -> Result<ParsedQuestion, String> {
+    let text = text.trim();
+    let body = text.strip_suffix('?').ok_or("the question must end with `Is X a A or B?`")?;
+    let (facts, query) = match body.rfind(". ") {
+        Some(i) => (&body[..=i], body[i + 2..].trim()),
+        None => ("", body.trim()),
+    };
+    let mut q = ParsedQuestion { names: Vec::new(), is_person: Vec::new(), edges: Vec::new(), subject: 0, options: [0, 0] };
+    fn node(q: &mut ParsedQuestion, name: &str, person: bool) -> usize {
+        match q.names.iter().position(|n| n == name) {
+            Some(i) => {
+                q.is_person[i] &= person;
+                i
+            }
+            None => {
+                q.names.push(name.to_string());
+                q.is_person.push(person);
+                q.names.len() - 1
+            }
+        }
+    }
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric());
+    let sentences: Vec<&str> = facts.split_terminator('.').map(str::trim).collect();
+    for (i, s) in sentences.iter().enumerate() {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let bad = || format!("sentence {} `{s}.` is not a ProsQA fact (`Name is a concept.` or `Every concept is a concept.`)", i + 1);
+        let (parent, child, person) = match w.as_slice() {
+            ["Every", p, "is", "a", c] if word(p) && word(c) => (*p, *c, false),
+            [p, "is", "a", c] if word(p) && word(c) => (*p, *c, true),
+            _ => return Err(bad()),
+        };
+        let p = node(&mut q, parent, person);
+        let c = node(&mut q, child, false);
+        q.is_person[c] = false;
+        q.edges.push((p, c));
+    }
+    let w: Vec<&str> = query.split_whitespace().collect();
+    let ["Is", subject, "a", a, "or", b] = w.as_slice() else {
+        return Err(format!("sentence {} `{query}?` is not the query `Is X a A or B?`", sentences.len() + 1));
+    };
+    let find = |n: &str| q.names.iter().position(|x| x == n).ok_or_else(|| format!("the query names `{n}`, which no fact mentions"));
+    q.subject = find(subject)?;
+    q.options = [find(a)?, find(b)?];
+    Ok(q)
 }
