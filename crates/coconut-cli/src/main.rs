@@ -13,8 +13,8 @@ const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
 #[command(name = "coconut", version, about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
         With no subcommand, prints the default training run (configs/prosqa-small-coconut.toml).\n\
-        Working now: import-hf, score, tokenize, backends. The curriculum trainer, generation,\n\
-        evaluation, data generation, benchmarks and web export land with the following issues.")]
+        Working now: import-hf, score, tokenize, backends, data. The curriculum trainer, generation,\n\
+        evaluation, benchmarks and web export land with the following issues.")]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
@@ -318,7 +318,7 @@ fn print_default_plan() {
          \x20 AdamW, optimizer reset at every stage switch, evaluation on the official ProsQA test set.\n\n\
          Status: the curriculum trainer is not in this build yet (it lands with the native Coconut\n\
          issue); this build imports HF GPT-2 (`coconut import-hf`), scores text (`coconut score`)\n\
-         and tokenizes (`coconut tokenize`). Run `coconut --help` for every subcommand.\n\
+         tokenizes (`coconut tokenize`) and generates/checks data (`coconut data`). Run `coconut --help` for every subcommand.\n\
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );

@@ -70,3 +70,37 @@ fn no_arguments_describes_the_default_run_and_help_lists_subcommands() {
         assert!(help.contains(sub), "--help lacks {sub}");
     }
 }
+
+#[test]
+fn data_commands_generate_check_and_describe() {
+    let dir = std::env::temp_dir().join(format!("coconut-cli-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prosqa.json");
+    let out = coconut(&["data", "prosqa", "--n", "50", "--seed", "3", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = coconut(&["data", "check", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("50 items, all valid"));
+    let out = coconut(&["data", "stats", file.to_str().unwrap(), "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(stats["stats"]["items"], 50);
+    assert!(stats["stats"]["nodes"]["mean"].as_f64().unwrap() > 15.0);
+
+    // A bad item: non-zero exit, the item index and field named.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut items: serde_json::Value = serde_json::from_str(&text).unwrap();
+    items[7]["root"] = 999.into();
+    std::fs::write(&file, items.to_string()).unwrap();
+    let out = coconut(&["data", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("item 7, field `root`"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let pronto = dir.join("prontoqa.json");
+    assert!(coconut(&["data", "prontoqa", "--n", "20", "--out", pronto.to_str().unwrap()]).status.success());
+    assert!(coconut(&["data", "check", pronto.to_str().unwrap()]).status.success());
+    let txt = dir.join("gsm.txt");
+    std::fs::write(&txt, "Q1?||<<1+1=2>> #### 2\n").unwrap();
+    let gsm = dir.join("gsm.json");
+    assert!(coconut(&["data", "gsm8k", "--input", txt.to_str().unwrap(), "--out", gsm.to_str().unwrap()]).status.success());
+    assert!(coconut(&["data", "check", gsm.to_str().unwrap()]).status.success());
+}

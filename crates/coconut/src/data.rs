@@ -90,6 +90,8 @@ fn parse_item(index: usize, v: &Value) -> Result<Item, DataError> {
             Some(x) => x.as_u64().map(|n| Some(n as usize)).ok_or_else(|| err(field, format!("must be a node index, found {x}"))),
         }
     };
+    let question = string("question")?;
+    let answer = string("answer")?;
     let steps = match obj.get("steps") {
         Some(Value::Array(a)) => a
             .iter()
@@ -123,8 +125,8 @@ fn parse_item(index: usize, v: &Value) -> Result<Item, DataError> {
         Some(other) => return Err(err("edges", format!("must be an array of pairs, found {}", kind(other)))),
     };
     let item = Item {
-        question: string("question")?,
-        answer: string("answer")?,
+        question,
+        answer,
         steps,
         idx_to_symbol,
         edges,

@@ -78,7 +78,8 @@ impl CoconutTokenizer {
     /// A word-level tokenizer whose vocabulary is every word and punctuation mark in `texts`.
     pub fn word_level<S: AsRef<str>>(texts: impl IntoIterator<Item = S>) -> Result<Self, TokenizerError> {
         let re = fancy_regex::Regex::new(WORD_PATTERN).map_err(load_err)?;
-        let mut words = BTreeSet::new();
+        // The newline always has a token: it ends the question and every step.
+        let mut words = BTreeSet::from(["\n".to_string()]);
         for text in texts {
             for m in re.find_iter(text.as_ref()) {
                 words.insert(m.map_err(load_err)?.as_str().to_string());
