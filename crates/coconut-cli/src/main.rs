@@ -91,28 +91,34 @@ enum Command {
     ExportWeb,
 }
 
+/// How many questions, from which seed, into which file.
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Number of questions.
+    #[arg(long)]
+    n: usize,
+    /// Random seed: the same (n, seed) always writes the same file.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output file (official JSON format), written atomically.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Generate ProsQA questions (the paper's Algorithm 1, fitted to the official statistics).
     Prosqa {
-        #[arg(long)]
-        n: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        gen_args: GenArgs,
         /// Official sets whose questions are never emitted (missing files: a warning).
         #[arg(long, num_args = 1.., default_values = ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"])]
         exclude: Vec<PathBuf>,
     },
     /// Generate 5-hop ProntoQA questions (fictional concepts, "True or false" queries).
     Prontoqa {
-        #[arg(long)]
-        n: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        gen_args: GenArgs,
     },
     /// Convert GSM8k in the iCoT text format (`question||steps #### answer`, one a line) to JSON items.
     Gsm8k {
@@ -219,7 +225,7 @@ fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
 
 fn data_command(command: DataCommand) -> Result<()> {
     match command {
-        DataCommand::Prosqa { n, seed, out, exclude } => {
+        DataCommand::Prosqa { gen_args: GenArgs { n, seed, out }, exclude } => {
             let mut seen = std::collections::HashSet::new();
             for p in &exclude {
                 match load_items(std::slice::from_ref(p)) {
@@ -234,7 +240,7 @@ fn data_command(command: DataCommand) -> Result<()> {
             write_atomic(&out, data::to_json(&items).as_bytes())?;
             eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
         }
-        DataCommand::Prontoqa { n, seed, out } => {
+        DataCommand::Prontoqa { gen_args: GenArgs { n, seed, out } } => {
             write_atomic(&out, data::to_json(&coconut::prontoqa::generate(n, seed)).as_bytes())?;
             eprintln!("{n} ProntoQA questions (seed {seed}) -> {}", out.display());
         }
