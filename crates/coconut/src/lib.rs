@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod coconut;
 pub mod curriculum;
 pub mod data;
 pub mod gpt2;
