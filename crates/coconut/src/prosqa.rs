@@ -13,8 +13,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataError, Item};
@@ -148,64 +147,97 @@ impl Graph {
     }
 }
 
-/// Poisson draw by Knuth's method (λ is small).
-fn poisson(rng: &mut impl Rng, lambda: f64) -> usize {
-    let limit = (-lambda).exp();
-    let (mut k, mut p) = (0, 1.0);
-    loop {
-        p *= rng.random::<f64>();
-        if p <= limit {
-            return k;
-        }
-        k += 1;
+/// Poisson(λ) by inverse CDF: `cdf[k] = P(X ≤ k)`, tabulated once per graph.
+fn poisson_cdf(lambda: f64) -> [f64; 32] {
+    let (mut cdf, mut pmf, mut acc) = ([1.0; 32], (-lambda).exp(), 0.0);
+    for (k, c) in cdf.iter_mut().enumerate().take(31) {
+        acc += pmf;
+        *c = acc;
+        pmf *= lambda / (k + 1) as f64;
+    }
+    cdf
+}
+
+fn poisson(rng: &mut impl Rng, cdf: &[f64; 32]) -> usize {
+    let u = rng.random::<f64>();
+    cdf.partition_point(|&c| c < u)
+}
+
+/// Nodes a new node may take as parents, with cumulative weights `depth·1.5 + 1` (doubled to stay
+/// integral). Labels never change, so the three candidate sets only grow.
+struct Candidates {
+    nodes: [u8; 64],
+    cumulative: [u32; 64],
+    len: usize,
+}
+
+impl Candidates {
+    const EMPTY: Self = Self { nodes: [0; 64], cumulative: [0; 64], len: 0 };
+
+    fn push(&mut self, node: usize, depth: usize) {
+        let before = if self.len == 0 { 0 } else { self.cumulative[self.len - 1] };
+        self.nodes[self.len] = node as u8;
+        self.cumulative[self.len] = before + 3 * depth as u32 + 2;
+        self.len += 1;
+    }
+
+    /// One node drawn in proportion to its weight.
+    fn draw(&self, rng: &mut impl Rng) -> usize {
+        let x = rng.random_range(0..self.cumulative[self.len - 1]);
+        self.nodes[self.cumulative[..self.len].partition_point(|&c| c <= x)] as usize
     }
 }
 
 /// One random graph by Algorithm 1 (nodes 0 and 1 are the two start persons), or `None` when it
-/// has an isolated node (a person nobody descends from), which is redrawn. Most draws are rejected
-/// (~99%), so this runs on fixed arrays with no allocation until a graph is accepted.
+/// has an isolated node (a person nobody descends from), which is redrawn. About 99% of draws are
+/// redrawn, so this allocates nothing until a graph is accepted. Drawing `k` parents without
+/// replacement is done by redrawing repeats, which gives the same distribution as removing each
+/// chosen node and renormalising.
 pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
     const MAX: usize = 64;
     assert!(cfg.max_nodes <= MAX, "at most {MAX} nodes");
     let n = rng.random_range(cfg.min_nodes..=cfg.max_nodes);
+    let cdf = poisson_cdf(cfg.lambda);
     let (mut depth, mut label) = ([0usize; MAX], [0u8; MAX]);
     let (mut n_parents, mut has_child) = ([0u8; MAX], [false; MAX]);
-    label[..2].copy_from_slice(&[1, 2]);
-    let mut edges = Vec::new();
-    let mut candidates = [0usize; MAX];
-    let mut weights = [0u32; MAX];
+    // Candidate sets: reachable from node 0 only, from node 1 only, every node.
+    let mut sets = [Candidates::EMPTY, Candidates::EMPTY, Candidates::EMPTY];
+    (label[0], label[1]) = (1, 2);
+    sets[0].push(0, 0);
+    sets[1].push(1, 0);
+    sets[2].push(0, 0);
+    sets[2].push(1, 0);
+    let mut edges = Vec::with_capacity(64);
     for node in 2..n {
-        let k = poisson(rng, cfg.lambda);
+        let k = poisson(rng, &cdf);
         let r = rng.random::<f64>();
-        let keep = |l: u8| if r < cfg.p_only0 { l == 1 } else if r < cfg.p_only0 + cfg.p_only1 { l == 2 } else { true };
-        let (mut m, mut total) = (0, 0u32);
-        for j in 0..node {
-            if keep(label[j]) {
-                candidates[m] = j;
-                weights[m] = 3 * depth[j] as u32 + 2; // 2·(depth·1.5 + 1): deeper nodes preferred
-                total += weights[m];
-                m += 1;
-            }
+        let set = &sets[if r < cfg.p_only0 { 0 } else if r < cfg.p_only0 + cfg.p_only1 { 1 } else { 2 }];
+        let mut chosen = [0u8; MAX];
+        let k = k.min(set.len);
+        for i in 0..k {
+            chosen[i] = if k == set.len {
+                set.nodes[i] // every candidate is taken
+            } else {
+                loop {
+                    let p = set.draw(rng) as u8;
+                    if !chosen[..i].contains(&p) {
+                        break p;
+                    }
+                }
+            };
         }
-        // k draws without replacement, each proportional to the remaining weights.
-        for _ in 0..k.min(m) {
-            let mut x = rng.random_range(0..total);
-            let mut pick = 0;
-            while x >= weights[pick] {
-                x -= weights[pick];
-                pick += 1;
-            }
-            let parent = candidates[pick];
-            total -= weights[pick];
-            candidates[pick] = candidates[m - 1];
-            weights[pick] = weights[m - 1];
-            m -= 1;
+        for &parent in &chosen[..k] {
+            let parent = parent as usize;
             label[node] |= label[parent];
             depth[node] = depth[node].max(depth[parent] + 1);
-            n_parents[node] += 1;
             has_child[parent] = true;
             edges.push((parent, node));
         }
+        n_parents[node] = k as u8;
+        if label[node] == 1 || label[node] == 2 {
+            sets[label[node] as usize - 1].push(node, depth[node]);
+        }
+        sets[2].push(node, depth[node]);
     }
     if (0..n).any(|v| n_parents[v] == 0 && !has_child[v]) {
         return None;
@@ -263,6 +295,64 @@ pub fn make_item(rng: &mut impl Rng, g: &Graph, root: usize, target: usize, neg:
     }
 }
 
+/// xoshiro256++ (Blackman & Vigna): the generator's random stream, the same on every platform
+/// (wasm32 included) and several times faster than ChaCha, which matters at ~99% rejections.
+pub struct Xoshiro256([u64; 4]);
+
+impl RngCore for Xoshiro256 {
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let out = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        out
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+impl SeedableRng for Xoshiro256 {
+    type Seed = [u8; 32];
+
+    fn from_seed(seed: [u8; 32]) -> Self {
+        let mut s = [0u64; 4];
+        for (i, w) in s.iter_mut().enumerate() {
+            *w = u64::from_le_bytes(seed[i * 8..i * 8 + 8].try_into().unwrap());
+        }
+        if s == [0; 4] {
+            s[0] = 1; // the all-zero state is a fixed point
+        }
+        Self(s)
+    }
+
+    /// SplitMix64 expansion of a 64-bit seed.
+    fn seed_from_u64(mut state: u64) -> Self {
+        let mut s = [0u64; 4];
+        for w in &mut s {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *w = z ^ (z >> 31);
+        }
+        Self(s)
+    }
+}
+
 /// Questions are drawn in chunks of this many, chunk `i` from its own stream of the seed: the
 /// output depends on `(n, seed)` only, not on how many threads made it.
 const CHUNK: usize = 512;
@@ -272,8 +362,7 @@ const CHUNK: usize = 512;
 pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>) -> Vec<Item> {
     let chunks = n.div_ceil(CHUNK);
     let chunk = |i: usize| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(i as u64);
+        let mut rng = Xoshiro256::seed_from_u64(seed ^ (i as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         let want = CHUNK.min(n - i * CHUNK);
         let mut items = Vec::with_capacity(want);
         while items.len() < want {
