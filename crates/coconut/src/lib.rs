@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod coconut;
 pub mod curriculum;
 pub mod data;
+pub mod eval;
 pub mod generate;
 pub mod gpt2;
 pub mod gsm8k;
