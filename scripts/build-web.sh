@@ -24,7 +24,7 @@ else
 fi
 wasm="$target_dir/wasm32-unknown-unknown/$profile/coconut_web.wasm"
 rm -rf dist && mkdir -p dist/static/smoke
-wasm-bindgen --target web --no-typescript --out-dir dist/pkg "$wasm"
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir dist/pkg "$wasm"
 cp index.html dist/
 cp -r static/. dist/static/
 cp tests/fixtures/gpt2-tiny/{config.json,model.safetensors,tokenizer.json} dist/static/smoke/

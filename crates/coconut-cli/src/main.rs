@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+mod train;
+
 use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
 
 const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
@@ -60,12 +62,16 @@ enum Command {
     },
     /// List the compute backends compiled into this build.
     Backends,
-    /// Train the Coconut curriculum from a TOML config (lands with the native Coconut issue).
+    /// Train the Coconut curriculum from a TOML config (see configs/): checkpoints, metrics.jsonl,
+    /// validation accuracy per epoch; `--resume DIR` continues a killed run exactly.
     Train {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Continue a killed run from its checkpoint directory.
+        /// Output directory (default: runs/<config name>).
         #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in DIR from its last checkpoint (its own config.toml is used).
+        #[arg(long, conflicts_with = "out")]
         resume: Option<PathBuf>,
     },
     /// Batched greedy decoding after k continuous thoughts (lands with the native Coconut issue).
@@ -159,7 +165,8 @@ fn device(cli_backend: &str) -> Result<burn::prelude::Device> {
 fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
         print_default_plan();
-        return Ok(());
+        let config = PathBuf::from(DEFAULT_CONFIG);
+        return train::train(&config, &default_out(&config), None, device(&cli.backend)?);
     };
     match command {
         Command::ImportHf { hf_dir, out } => {
@@ -207,7 +214,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Data { command } => data_command(command)?,
-        Command::Train { .. } | Command::Generate { .. } | Command::Eval { .. } | Command::Bench | Command::ExportWeb => {
+        Command::Train { config, out, resume } => {
+            let out = out.unwrap_or_else(|| default_out(&config));
+            train::train(&config, &out, resume.as_deref(), device(&cli.backend)?)?;
+        }
+        Command::Generate { .. } | Command::Eval { .. } | Command::Bench | Command::ExportWeb => {
             bail!("this subcommand is not built yet: it lands with a later issue (see README, \"Status\")")
         }
     }
@@ -315,16 +326,19 @@ fn json_strings_or_text(text: &str) -> Vec<String> {
     }
 }
 
+fn default_out(config: &std::path::Path) -> PathBuf {
+    PathBuf::from("runs").join(config.file_stem().unwrap_or_default())
+}
+
 fn print_default_plan() {
     println!(
         "coconut: the default run trains {DEFAULT_CONFIG}:\n\
          \x20 a small GPT-2 from scratch (word-level tokenizer) on freshly generated ProsQA,\n\
          \x20 with the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
          \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts;\n\
-         \x20 AdamW, optimizer reset at every stage switch, evaluation on the official ProsQA test set.\n\n\
-         Status: the curriculum trainer is not in this build yet (it lands with the native Coconut\n\
-         issue); this build imports HF GPT-2 (`coconut import-hf`), scores text (`coconut score`)\n\
-         tokenizes (`coconut tokenize`) and generates/checks data (`coconut data`). Run `coconut --help` for every subcommand.\n\
+         \x20 AdamW, optimizer reset at every stage switch, validation accuracy every epoch.\n\
+         Output: runs/prosqa-small-coconut/ (metrics.jsonl, last/, best/); Ctrl-C, then\n\
+         `coconut train --resume runs/prosqa-small-coconut` continues. `coconut --help` lists every subcommand.\n\
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );

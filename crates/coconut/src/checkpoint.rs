@@ -147,9 +147,13 @@ impl Checkpoint {
 
     /// Writes the directory atomically: into `DIR.tmp`, then renamed over `DIR`.
     pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
-        let tmp = sibling(dir, "tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let tmp = temp_dir_for(dir)?;
+        self.write_files(&tmp)?;
+        replace_dir(&tmp, dir)
+    }
+
+    /// Writes the four files into an existing directory (not atomic: see `save`).
+    pub fn write_files(&self, tmp: &Path) -> Result<(), CheckpointError> {
         let write = |name: &str, bytes: &[u8]| {
             let p = tmp.join(name);
             std::fs::write(&p, bytes).map_err(|e| io_err(&p, e))
@@ -157,9 +161,16 @@ impl Checkpoint {
         write(&self.manifest.weights_file, &self.weights)?;
         write("config.json", serde_json::to_string_pretty(&self.config).expect("config").as_bytes())?;
         write("tokenizer.json", self.tokenizer.to_json().map_err(|e| CheckpointError::Invalid(e.to_string()))?.as_bytes())?;
-        write("manifest.json", serde_json::to_string_pretty(&self.manifest).expect("manifest").as_bytes())?;
-        replace_dir(&tmp, dir)
+        write("manifest.json", serde_json::to_string_pretty(&self.manifest).expect("manifest").as_bytes())
     }
+}
+
+/// A fresh, empty temporary sibling of `dir` to write into before `replace_dir`.
+pub fn temp_dir_for(dir: &Path) -> Result<PathBuf, CheckpointError> {
+    let tmp = sibling(dir, "tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    Ok(tmp)
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {

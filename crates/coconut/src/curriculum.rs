@@ -78,6 +78,7 @@ impl Variant {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Curriculum {
     pub variant: Variant,
     /// Thoughts per replaced step (the paper's c).

@@ -17,6 +17,7 @@ pub mod prontoqa;
 pub mod prosqa;
 pub mod score;
 pub mod tokenizer;
+pub mod train;
 
 pub use backend::BackendKind;
 pub use checkpoint::Checkpoint;

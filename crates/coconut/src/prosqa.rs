@@ -28,6 +28,11 @@ pub const CONCEPTS: [&str; 38] = [
     "terpus", "timpus", "tumpus", "vumpus", "worpus", "wumpus", "yerpus", "yimpus", "yumpus", "zhorpus", "zumpus",
 ];
 
+/// Every word a ProsQA question, step or answer can contain (for a word-level vocabulary).
+pub fn vocabulary_text() -> String {
+    format!("{} {} Every is a Is or ? . ###\n", PERSONS.join(" "), CONCEPTS.join(" "))
+}
+
 /// The generator's constants.
 ///
 /// - `lambda = 1.4` (paper: 1.5): with 1.5 the generated graphs have 1.74 shortest paths per

@@ -1,0 +1,293 @@
+//! `coconut train`: the Coconut curriculum from a TOML config, with resumable checkpoints.
+//!
+//! Output directory: `config.toml` (the run's config), `metrics.jsonl`, `last/` (model checkpoint +
+//! `optimizer.bpk` + `trainer.json`, written atomically every `checkpoint_every` steps and at every
+//! epoch end), `best/` (the best validation accuracy). `--resume DIR` continues exactly: the data,
+//! batch order, uniform-stage draws and dropout masks are functions of (seed, epoch, step), and the
+//! optimizer state is restored, so a killed and resumed run ends with the weights of one that was not.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
+use coconut::curriculum::Curriculum;
+use coconut::data::{self, Item};
+use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, tokenize_items, training_batch};
+use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub curriculum: Curriculum,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    pub run: RunSection,
+}
+
+/// A small GPT-2 from scratch (word-level vocabulary); ignored with `run.init`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    #[serde(default = "default_positions")]
+    pub n_positions: usize,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+fn default_positions() -> usize {
+    768
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `prosqa` or `prontoqa` (generated), or `files` (`train_file` / `val_file`).
+    pub dataset: String,
+    #[serde(default)]
+    pub train_size: usize,
+    #[serde(default)]
+    pub val_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    pub train_file: Option<PathBuf>,
+    pub val_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub epochs: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Optimizer steps between checkpoints (besides every epoch end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// `hf:DIR` (HuggingFace GPT-2) or a checkpoint directory; absent = from scratch.
+    pub init: Option<String>,
+    #[serde(default = "default_max_new_tokens")]
+    pub eval_max_new_tokens: usize,
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+fn default_log_every() -> usize {
+    10
+}
+fn default_checkpoint_every() -> usize {
+    200
+}
+fn default_max_new_tokens() -> usize {
+    64
+}
+fn default_eval_batch() -> usize {
+    64
+}
+
+/// Where the run is: the next optimizer step to take.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainerState {
+    pub epoch: usize,
+    /// Batches of `epoch` already done.
+    pub batch_in_epoch: usize,
+    pub global_step: usize,
+    pub stage: usize,
+    pub best_val_accuracy: Option<f64>,
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid training config", path.display()))
+    }
+}
+
+fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
+    let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<Item>> {
+        let p = p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?;
+        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
+        Ok(data::parse_items(&bytes).with_context(|| p.display().to_string())?)
+    };
+    Ok(match d.dataset.as_str() {
+        "prosqa" => {
+            let mut exclude = HashSet::new();
+            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"] {
+                if let Ok(bytes) = std::fs::read(f) {
+                    exclude.extend(data::parse_items(&bytes)?.into_iter().map(|i| i.question));
+                }
+            }
+            let all = prosqa::generate(d.train_size + d.val_size, d.seed, &prosqa::GenConfig::default(), &exclude);
+            let (train, val) = all.split_at(d.train_size);
+            (train.to_vec(), val.to_vec())
+        }
+        "prontoqa" => {
+            let all = prontoqa::generate(d.train_size + d.val_size, d.seed);
+            let (train, val) = all.split_at(d.train_size);
+            (train.to_vec(), val.to_vec())
+        }
+        "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
+        other => bail!("data.dataset `{other}` is not one of prosqa, prontoqa, files"),
+    })
+}
+
+/// Model and tokenizer at the start of a run.
+fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coconut::Gpt2, CoconutTokenizer)> {
+    match cfg.run.init.as_deref() {
+        None => {
+            let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
+            let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
+            let m = &cfg.model;
+            let config = Gpt2Config { n_positions: m.n_positions, dropout: m.dropout, ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head) };
+            device.seed(cfg.run.seed);
+            let model = config.init(device);
+            Ok((config, model, tok))
+        }
+        Some(init) => {
+            let (config, model, tok) = if let Some(dir) = init.strip_prefix("hf:") {
+                hf::load_hf_dir(Path::new(dir), device)?
+            } else {
+                let ckpt = Checkpoint::load(Path::new(init))?;
+                let model = ckpt.model(device)?;
+                (ckpt.config, model, ckpt.tokenizer)
+            };
+            // Make room for the Coconut tokens; new rows start from "<<" as in the official code.
+            let vocab = tok.vocab_size().max(config.vocab_size);
+            let from = tok.encode("<<").ok().and_then(|ids| ids.first().copied()).unwrap_or(tok.special.eos) as usize;
+            let model = model.resize_vocab(vocab, from);
+            Ok((Gpt2Config { vocab_size: vocab, ..config }, model, tok))
+        }
+    }
+}
+
+fn prontoqa_vocabulary() -> String {
+    format!(" {} True False true false or not : ", prontoqa::PROPERTIES.join(" "))
+}
+
+fn save_last(out: &Path, config: &Gpt2Config, model: &coconut::Gpt2, tok: &CoconutTokenizer, optim: &burn::optim::ModuleOptimizer, state: &TrainerState) -> Result<()> {
+    let dir = out.join("last");
+    let tmp = temp_dir_for(&dir)?;
+    Checkpoint::from_model(model.valid(), config, tok.clone(), "coconut train")?.write_files(&tmp)?;
+    std::fs::write(tmp.join("optimizer.bpk"), &*optim.into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    std::fs::write(tmp.join("trainer.json"), serde_json::to_string_pretty(state)?)?;
+    replace_dir(&tmp, &dir)?;
+    Ok(())
+}
+
+pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, device: Device) -> Result<()> {
+    let out = resume.unwrap_or(out).to_path_buf();
+    let cfg = match resume {
+        Some(dir) => TrainConfig::load(&dir.join("config.toml")).context("resuming: the run's config.toml")?,
+        None => TrainConfig::load(config_path)?,
+    };
+    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+    if resume.is_none() {
+        std::fs::write(out.join("config.toml"), toml::to_string(&cfg)?)?;
+    }
+    let train_device = device.clone().autodiff();
+    let (train_items, val_items) = load_data(&cfg.data)?;
+    let (config, mut model, tok, mut optim, mut state) = match resume {
+        None => {
+            let (config, model, tok) = initial_model(&cfg, &train_device)?;
+            let state = TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None };
+            (config, model, tok, cfg.optim.optimizer(), state)
+        }
+        Some(dir) => {
+            let last = dir.join("last");
+            let ckpt = Checkpoint::load(&last).context("resuming: no complete checkpoint in last/")?;
+            let model = ckpt.model(&train_device)?.train();
+            let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(last.join("trainer.json"))?)?;
+            let bytes = std::fs::read(last.join("optimizer.bpk"))?;
+            let optim = cfg.optim.optimizer().from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
+            eprintln!("resuming at epoch {}, batch {} (step {})", state.epoch, state.batch_in_epoch, state.global_step);
+            (ckpt.config, model, ckpt.tokenizer, optim, state)
+        }
+    };
+    let train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
+    let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
+    let c = &cfg.curriculum;
+    let longest = train_data.iter().chain(&val_data).map(|t| {
+        t.question.len() + 2 + c.max_latent_stage * c.c_thought + t.steps.iter().map(Vec::len).sum::<usize>() + t.answer.len() + cfg.run.eval_max_new_tokens
+    }).max().unwrap_or(0);
+    if longest > config.n_positions {
+        bail!("sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}", config.n_positions);
+    }
+    let micro = cfg.optim.batch_size.div_ceil(cfg.optim.grad_accum.max(1));
+    let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
+    eprintln!(
+        "training {} ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
+        out.display(), config.n_layer, config.n_embd, config.num_params() as f64 / 1e6, config.vocab_size,
+        train_items.len(), cfg.data.dataset, cfg.run.epochs, steps_per_epoch, cfg.curriculum.variant.name()
+    );
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+    let bar = ProgressBar::new((cfg.run.epochs * steps_per_epoch) as u64).with_position(state.global_step as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} | {msg}").expect("template"));
+    let mut window = (Instant::now(), 0usize);
+
+    while state.epoch < cfg.run.epochs {
+        let stage = cfg.curriculum.stage_of_epoch(state.epoch);
+        if state.batch_in_epoch == 0 && state.epoch > 0 && stage != cfg.curriculum.stage_of_epoch(state.epoch - 1) && cfg.optim.reset_optimizer {
+            optim = cfg.optim.optimizer();
+        }
+        state.stage = stage;
+        let batches = epoch_batches(train_items.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
+        while state.batch_in_epoch < batches.len() {
+            let indices = &batches[state.batch_in_epoch];
+            let micro_batches: Vec<_> = indices
+                .chunks(micro.max(1))
+                .enumerate()
+                .map(|(j, ix)| training_batch(&train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, &train_device))
+                .collect();
+            train_device.seed(cfg.run.seed ^ (state.global_step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)); // dropout masks
+            let lr = cfg.optim.lr_at(state.global_step);
+            let (next, loss) = optimizer_step(model, &mut optim, &micro_batches, &cfg.curriculum, lr);
+            model = next;
+            state.batch_in_epoch += 1;
+            state.global_step += 1;
+            window.1 += indices.len();
+            bar.inc(1);
+            if state.global_step % cfg.run.log_every.max(1) == 0 || state.batch_in_epoch == batches.len() {
+                let loss: f32 = loss.into_scalar();
+                if !loss.is_finite() {
+                    bail!("loss is {loss} at step {} (epoch {}); stopping. The last good checkpoint is {}", state.global_step, state.epoch, out.join("last").display());
+                }
+                let sps = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+                window = (Instant::now(), 0);
+                bar.set_message(format!("epoch {} stage {stage} loss {loss:.4} {sps:.1} samples/s", state.epoch));
+                writeln!(metrics, "{}", serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps}))?;
+            }
+            if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
+                save_last(&out, &config, &model, &tok, &optim, &state)?;
+            }
+        }
+        // Epoch end: validation accuracy with the stage's thoughts, checkpoints.
+        let k = val_data.first().map(|t| cfg.curriculum.eval_thoughts(stage, t.steps.len())).unwrap_or(0);
+        let eval_model = model.valid();
+        let eval_device = eval_model.device();
+        let acc = accuracy(&eval_model, &val_items, &val_data, &cfg.curriculum, k, &tok, cfg.run.eval_batch_size, cfg.run.eval_max_new_tokens, &eval_device);
+        writeln!(metrics, "{}", serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "val_accuracy": acc, "k": k}))?;
+        bar.println(format!("epoch {} (stage {stage}, k={k}): validation accuracy {:.1}%", state.epoch, 100.0 * acc));
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        if state.best_val_accuracy.is_none_or(|b| acc > b) {
+            state.best_val_accuracy = Some(acc);
+            Checkpoint::from_model(model.valid(), &config, tok.clone(), "coconut train (best)")?.save(&out.join("best"))?;
+        }
+        save_last(&out, &config, &model, &tok, &optim, &state)?;
+    }
+    bar.finish();
+    eprintln!("done: {} (best validation accuracy {:.1}%)", out.display(), 100.0 * state.best_val_accuracy.unwrap_or(0.0));
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! One training step of the curriculum, and validation accuracy: the parts the native trainer and
+//! the page's fine-tune share. Run orchestration (epochs, checkpoints, metrics) is the caller's.
+
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::coconut::{self, DeviceBatch};
+use crate::curriculum::{Curriculum, Tokenized, collate, epoch_order};
+use crate::eval::answer_correct;
+use crate::data::Item;
+use crate::generate::generate;
+use crate::gpt2::Gpt2;
+use crate::tokenizer::CoconutTokenizer;
+
+/// Optimisation settings (defaults: the official runs: AdamW, lr 1e-4, weight decay 0.01, no schedule).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub batch_size: usize,
+    /// Micro-batches accumulated per optimizer step.
+    pub grad_accum: usize,
+    /// Linear warmup steps (0 = off).
+    pub warmup_steps: usize,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f32,
+    /// Fresh optimizer state at every stage switch (the official `reset_optimizer`).
+    pub reset_optimizer: bool,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self { lr: 1e-4, weight_decay: 0.01, batch_size: 32, grad_accum: 1, warmup_steps: 0, grad_clip: 0.0, reset_optimizer: true }
+    }
+}
+
+impl OptimConfig {
+    pub fn optimizer(&self) -> ModuleOptimizer {
+        let mut c = AdamWConfig::new().with_weight_decay(self.weight_decay);
+        if self.grad_clip > 0.0 {
+            c = c.with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(self.grad_clip)));
+        }
+        c.init()
+    }
+
+    /// Learning rate at optimizer step `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps { self.lr * (step + 1) as f64 / self.warmup_steps as f64 } else { self.lr }
+    }
+}
+
+/// Tokenizes a dataset (errors name the item).
+pub fn tokenize_items(items: &[Item], tok: &CoconutTokenizer) -> Result<Vec<Tokenized>, String> {
+    items.iter().enumerate().map(|(i, it)| Tokenized::new(it, tok).map_err(|e| format!("item {i}: {e}"))).collect()
+}
+
+/// The batches of one epoch, as item indices, in the deterministic order of (`seed`, `epoch`).
+pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    epoch_order(n, seed, epoch).chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+}
+
+/// The collated training batch of `indices` at `stage`; the uniform-stage draw is seeded by
+/// (`seed`, `step`) so a resumed run builds the same batch.
+pub fn training_batch(data: &[Tokenized], indices: &[usize], curriculum: &Curriculum, stage: usize, tok: &CoconutTokenizer, seed: u64, step: usize, device: &Device) -> DeviceBatch {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let seqs: Vec<_> = indices
+        .iter()
+        .map(|&i| {
+            let e = curriculum.example(&data[i], stage, tok.special, &mut rng);
+            (e.input_ids, e.labels)
+        })
+        .collect();
+    DeviceBatch::new(&collate(&seqs, tok.special), device)
+}
+
+/// Forward + loss of one batch (on an autodiff device the result can be `backward()`ed).
+pub fn batch_loss(model: &Gpt2, batch: &DeviceBatch, curriculum: &Curriculum) -> Tensor<1> {
+    let out = coconut::forward(model, batch, curriculum.variant.feeds_back());
+    coconut::lm_loss(model, out.hidden, batch.labels.clone().expect("training batches have labels"))
+}
+
+/// One optimizer step over `micro` micro-batches (gradient accumulation). Returns the updated
+/// model and the mean loss as a device tensor (read it back only when logging).
+pub fn optimizer_step(model: Gpt2, optim: &mut ModuleOptimizer, micro: &[DeviceBatch], curriculum: &Curriculum, lr: f64) -> (Gpt2, Tensor<1>) {
+    let mut acc = burn::optim::GradientsAccumulator::new();
+    let mut total: Option<Tensor<1>> = None;
+    let scale = 1.0 / micro.len() as f64;
+    for b in micro {
+        let loss = batch_loss(&model, b, curriculum).mul_scalar(scale);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        acc.accumulate(&model, grads);
+        let detached = loss.detach();
+        total = Some(match total {
+            Some(t) => t + detached,
+            None => detached,
+        });
+    }
+    let model = optim.step(lr, model, acc.grads());
+    (model, total.expect("at least one micro-batch"))
+}
+
+/// Answer accuracy of greedy decoding after the stage's thoughts, batched.
+pub fn accuracy(model: &Gpt2, items: &[Item], data: &[Tokenized], curriculum: &Curriculum, k: usize, tok: &CoconutTokenizer, batch_size: usize, max_new_tokens: usize, device: &Device) -> f64 {
+    let mut correct = 0;
+    for (chunk_items, chunk) in items.chunks(batch_size.max(1)).zip(data.chunks(batch_size.max(1))) {
+        let prompts: Vec<Vec<u32>> = chunk.iter().map(|t| curriculum.prompt(t, k, tok.special)).collect();
+        let outs = generate(model, &prompts, tok.special, max_new_tokens, curriculum.variant.feeds_back(), device);
+        correct += chunk_items.iter().zip(outs).filter(|(it, g)| answer_correct(&tok.decode(&g.tokens), it)).count();
+    }
+    correct as f64 / items.len().max(1) as f64
+}
