@@ -61,10 +61,9 @@ fn missing_hf_files_and_unknown_backends_are_clear_errors() {
 }
 
 #[test]
-fn no_arguments_describes_the_default_run_and_help_lists_subcommands() {
-    let out = coconut(&[]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configs/prosqa-small-coconut.toml"));
+fn help_describes_the_default_run_and_lists_subcommands() {
+    let help = String::from_utf8_lossy(&coconut(&["train", "--help"]).stdout).to_string();
+    assert!(help.contains("configs/prosqa-small-coconut.toml"), "{help}");
     let help = String::from_utf8_lossy(&coconut(&["--help"]).stdout).to_string();
     for sub in ["import-hf", "score", "tokenize", "train", "generate", "eval", "data", "bench", "export-web"] {
         assert!(help.contains(sub), "--help lacks {sub}");
@@ -103,4 +102,111 @@ fn data_commands_generate_check_and_describe() {
     let gsm = dir.join("gsm.json");
     assert!(coconut(&["data", "gsm8k", "--input", txt.to_str().unwrap(), "--out", gsm.to_str().unwrap()]).status.success());
     assert!(coconut(&["data", "check", gsm.to_str().unwrap()]).status.success());
+}
+
+const TINY: &str = r#"
+[model]
+n_layer = 1
+n_embd = 32
+n_head = 2
+n_positions = 768
+dropout = 0.1
+
+[data]
+dataset = "prosqa"
+train_size = 64
+val_size = 8
+seed = 3
+
+[curriculum]
+variant = "coconut"
+max_latent_stage = 2
+epochs_per_stage = 1
+
+[optim]
+lr = 1e-3
+batch_size = 4
+
+[run]
+epochs = 40
+seed = 1
+log_every = 1
+checkpoint_every = 3
+eval_max_new_tokens = 8
+"#;
+
+fn score_text(ckpt: &std::path::Path) -> String {
+    let out = coconut(&["score", "--checkpoint", ckpt.to_str().unwrap(), "--text", "Tom is a wumpus. Every wumpus is a yumpus."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
+    let dir = std::env::temp_dir().join(format!("coconut-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    assert!(metrics.lines().any(|l| l.contains("val_accuracy")) && metrics.lines().any(|l| l.contains("\"loss\"")));
+
+    // SIGKILL once a mid-run checkpoint exists, then resume.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coconut"))
+        .args(["train", "--config", config.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = killed.join("last/trainer.json");
+    let step = loop {
+        if let Ok(s) = std::fs::read_to_string(&state) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
+                if v["global_step"].as_u64().unwrap_or(0) >= 30 {
+                    break v["global_step"].as_u64().unwrap();
+                }
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(step < 320, "killed mid-run (step {step} of 320)");
+    let out = coconut(&["train", "--resume", killed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at epoch"));
+    assert_eq!(score_text(&whole.join("last")), score_text(&killed.join("last")), "resumed weights differ from the uninterrupted run");
+}
+
+#[test]
+fn nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("coconut-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("nan.toml");
+    std::fs::write(&config, TINY.replace("lr = 1e-3", "lr = 1e30").replace("checkpoint_every = 3", "checkpoint_every = 1")).unwrap();
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at step") && err.contains("last good checkpoint"), "{err}");
+    assert!(err.contains("NaN") || err.contains("inf"), "{err}");
+    // The last checkpoint written before the bad step still loads.
+    if dir.join("run/last").exists() {
+        score_text(&dir.join("run/last"));
+    }
+}
+
+#[test]
+fn a_malformed_config_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("coconut-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, TINY.replace("n_head = 2", "n_heads = 2")).unwrap();
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a valid training config") && err.contains("n_heads"), "{err}");
 }
