@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+mod infer;
 mod train;
 
 use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
@@ -74,17 +75,45 @@ enum Command {
         #[arg(long, conflicts_with = "out")]
         resume: Option<PathBuf>,
     },
-    /// Batched greedy decoding after k continuous thoughts (lands with the native Coconut issue).
+    /// Batched greedy decoding after k continuous thoughts (KV-cached).
     Generate {
         #[arg(long)]
         checkpoint: PathBuf,
+        /// A question (repeat the flag for a batch).
+        #[arg(long, required = true)]
+        question: Vec<String>,
+        /// Continuous thoughts before switching to language (any k, independent of training).
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// coconut | cot | no-cot | no-thought | pause-as-thought | pause-token | no-curriculum.
+        #[arg(long, default_value = "coconut")]
+        method: String,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// Print JSON ({"answer", "text"} per question) instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Answer accuracy and the paper's path categories on a dataset (lands with the native Coconut issue).
+    /// Answer accuracy and the paper's six path categories on a dataset; `--k-sweep 0..6` for many k.
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        #[arg(long, default_value = "coconut")]
+        method: String,
+        /// Write the JSON report here (the sweep's: FILE, FILE.md table, FILE.svg chart).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Evaluate k = A..B (inclusive) instead of one k.
+        #[arg(long)]
+        k_sweep: Option<String>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
     },
     /// Generate, check and describe datasets (ProsQA in the official JSON format).
     Data {
@@ -218,7 +247,39 @@ fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| default_out(&config));
             train::train(&config, &out, resume.as_deref(), device(&cli.backend)?)?;
         }
-        Command::Generate { .. } | Command::Eval { .. } | Command::Bench | Command::ExportWeb => {
+        Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
+            let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+            let questions: Vec<&str> = question.iter().map(String::as_str).collect();
+            for (text, _) in m.answer(&questions, k, max_new_tokens, 64)? {
+                if json {
+                    println!("{}", serde_json::json!({ "answer": coconut::eval::extract_answer(&text), "text": text }));
+                } else {
+                    println!("{text}");
+                }
+            }
+        }
+        Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens } => {
+            let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+            let items = infer::load_items(&data)?;
+            let report = match k_sweep {
+                None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size)?,
+                Some(range) => {
+                    let (a, b) = range.split_once("..").and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))).context("--k-sweep takes A..B, e.g. 0..6")?;
+                    let (reports, table, svg) = infer::sweep(&m, &items, a..=b, max_new_tokens, batch_size)?;
+                    println!("{table}");
+                    if let Some(out) = &out {
+                        std::fs::write(out.with_extension("md"), &table)?;
+                        std::fs::write(out.with_extension("svg"), svg)?;
+                    }
+                    serde_json::json!({ "sweep": reports })
+                }
+            };
+            println!("{report}");
+            if let Some(out) = out {
+                write_atomic(&out, report.to_string().as_bytes())?;
+            }
+        }
+        Command::Bench | Command::ExportWeb => {
             bail!("this subcommand is not built yet: it lands with a later issue (see README, \"Status\")")
         }
     }

@@ -1,0 +1,115 @@
+//! `coconut generate` and `coconut eval` (answer accuracy, path categories, k-sweeps).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use coconut::curriculum::{Curriculum, Tokenized, Variant};
+use coconut::data::{self, Item};
+use coconut::eval::{PathCategory, answer_correct, path_category};
+use coconut::generate::generate;
+use coconut::{Checkpoint, CoconutTokenizer, Gpt2};
+use serde_json::{Value, json};
+
+pub struct Model {
+    pub ckpt: Checkpoint,
+    pub model: Gpt2,
+    pub curriculum: Curriculum,
+    pub device: Device,
+}
+
+impl Model {
+    pub fn load(dir: &Path, method: &str, device: Device) -> Result<Self> {
+        let ckpt = Checkpoint::load(dir)?;
+        let model = ckpt.model(&device)?;
+        let variant = Variant::parse(method).map_err(anyhow::Error::msg)?;
+        Ok(Self { ckpt, model, curriculum: Curriculum { variant, ..Curriculum::default() }, device })
+    }
+
+    fn tok(&self) -> &CoconutTokenizer {
+        &self.ckpt.tokenizer
+    }
+
+    /// Decoded outputs of `questions` after `k` thoughts, batched.
+    pub fn answer(&self, questions: &[&str], k: usize, max_new_tokens: usize, batch_size: usize) -> Result<Vec<(String, Vec<u32>)>> {
+        let mut outs = Vec::with_capacity(questions.len());
+        for chunk in questions.chunks(batch_size.max(1)) {
+            let prompts = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    let t = Tokenized::new(&Item::text(q, &[], ""), self.tok()).with_context(|| format!("question {i}"))?;
+                    Ok(self.curriculum.prompt(&t, k, self.tok().special))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let gens = generate(&self.model, &prompts, self.tok().special, max_new_tokens, self.curriculum.variant.feeds_back(), &self.device);
+            outs.extend(gens.into_iter().map(|g| (self.tok().decode(&g.tokens), g.tokens)));
+        }
+        Ok(outs)
+    }
+}
+
+/// One evaluation report, the interface other checks read.
+pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batch_size: usize) -> Result<Value> {
+    let questions: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
+    let outs = m.answer(&questions, k, max_new_tokens, batch_size)?;
+    let mut categories: BTreeMap<&str, usize> = PathCategory::ALL.iter().map(|c| (c.key(), 0)).collect();
+    let mut correct = 0;
+    for (item, (text, _)) in items.iter().zip(&outs) {
+        correct += answer_correct(text, item) as usize;
+        *categories.get_mut(path_category(text, item, k).key()).unwrap() += 1;
+    }
+    Ok(json!({
+        "accuracy": correct as f64 / items.len().max(1) as f64,
+        "n": items.len(),
+        "k": k,
+        "method": m.curriculum.variant.name(),
+        "categories": categories,
+        "checkpoint": m.ckpt.manifest.weights_sha256,
+    }))
+}
+
+pub fn load_items(path: &Path) -> Result<Vec<Item>> {
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    Ok(data::parse_items(&bytes).with_context(|| path.display().to_string())?)
+}
+
+/// `--k-sweep A..B`: one report per k, a Markdown table and an SVG of stacked category bars.
+pub fn sweep(m: &Model, items: &[Item], ks: std::ops::RangeInclusive<usize>, max_new_tokens: usize, batch_size: usize) -> Result<(Vec<Value>, String, String)> {
+    let reports = ks.map(|k| evaluate(m, items, k, max_new_tokens, batch_size)).collect::<Result<Vec<_>>>()?;
+    let mut table = String::from("| k | accuracy | correct path | longer path | hallucination | wrong target | correct label | incorrect label |\n|---|---|---|---|---|---|---|---|\n");
+    for r in &reports {
+        let c = &r["categories"];
+        table += &format!(
+            "| {} | {:.1}% | {} | {} | {} | {} | {} | {} |\n",
+            r["k"], 100.0 * r["accuracy"].as_f64().unwrap(), c["correct_path"], c["longer_path"], c["hallucination"], c["wrong_target"], c["correct_label"], c["incorrect_label"]
+        );
+    }
+    Ok((reports.clone(), table, stacked_bars_svg(&reports)))
+}
+
+/// The paper's analysis figure: per k, a bar stacked by path category (share of questions).
+fn stacked_bars_svg(reports: &[Value]) -> String {
+    let colours = ["#2e7d32", "#9ccc65", "#e53935", "#fb8c00", "#1e88e5", "#90a4ae"];
+    let (w, h, bar, gap, top, left) = (120 + 60 * reports.len(), 320, 40.0, 20.0, 20.0, 50.0);
+    let plot_h = 240.0;
+    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}" font-family="sans-serif" font-size="11">"#, w + 160);
+    svg += &format!(r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#, top + plot_h);
+    for (i, r) in reports.iter().enumerate() {
+        let n = r["n"].as_f64().unwrap_or(1.0).max(1.0);
+        let x = left + gap + i as f64 * (bar + gap);
+        let mut y = top + plot_h;
+        for (c, colour) in PathCategory::ALL.iter().zip(colours) {
+            let v = r["categories"][c.key()].as_f64().unwrap_or(0.0) / n * plot_h;
+            y -= v;
+            svg += &format!(r#"<rect x="{x}" y="{y:.1}" width="{bar}" height="{v:.1}" fill="{colour}"/>"#);
+        }
+        svg += &format!(r#"<text x="{}" y="{}" text-anchor="middle">k={}</text>"#, x + bar / 2.0, top + plot_h + 15.0, r["k"]);
+    }
+    for (j, (c, colour)) in PathCategory::ALL.iter().zip(colours).enumerate() {
+        let y = top + 16.0 * j as f64;
+        svg += &format!(r#"<rect x="{}" y="{y}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{}</text>"#, w as f64 + 10.0, w as f64 + 25.0, y + 9.0, c.key().replace('_', " "));
+    }
+    svg + "</svg>\n"
+}
