@@ -112,3 +112,39 @@ pub fn accuracy(model: &Gpt2, items: &[Item], data: &[Tokenized], curriculum: &C
     }
     correct as f64 / items.len().max(1) as f64
 }
+
+/// Data-parallel optimizer step through Burn's multi-device support: the model is forked onto each
+/// device, each computes the gradients of its shard (`shards[i]` lives on `devices[i]`), and
+/// `ModuleOptimizer::step_multi` sums them (Burn's `MultiGradientsParams`) and updates the model.
+/// Equals `optimizer_step` over the same shards as micro-batches on one device.
+pub fn optimizer_step_multi(model: Gpt2, optim: &mut ModuleOptimizer, shards: &[DeviceBatch], devices: &[Device], curriculum: &Curriculum, lr: f64) -> (Gpt2, Tensor<1>) {
+    assert_eq!(shards.len(), devices.len(), "one shard per device");
+    let scale = 1.0 / shards.len() as f64;
+    let results: Vec<(GradientsParams, Tensor<1>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = shards
+            .iter()
+            .zip(devices)
+            .map(|(shard, device)| {
+                let replica = model.clone().fork(device);
+                s.spawn(move || {
+                    let loss = batch_loss(&replica, shard, curriculum).mul_scalar(scale);
+                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                    (grads, loss.detach())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("device worker")).collect()
+    });
+    let mut multi = burn::optim::MultiGradientsParams::default();
+    let mut total: Option<Tensor<1>> = None;
+    for ((grads, loss), device) in results.into_iter().zip(devices) {
+        multi.grads.push((grads, device.clone()));
+        let loss = loss.to_device(&model.device());
+        total = Some(match total {
+            Some(t) => t + loss,
+            None => loss,
+        });
+    }
+    let model = optim.step_multi(lr, model, multi);
+    (model, total.expect("at least one device"))
+}
