@@ -291,3 +291,22 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, device: Devi
     eprintln!("done: {} (best validation accuracy {:.1}%)", out.display(), 100.0 * state.best_val_accuracy.unwrap_or(0.0));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "configs/ has the small and the paper configs");
+    }
+}
