@@ -210,3 +210,57 @@ fn a_malformed_config_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a valid training config") && err.contains("n_heads"), "{err}");
 }
+
+/// Learning through thoughts: a tiny GPT-2 trained with the full curriculum (stages 0..6, c = 1)
+/// answers all of 16 ProsQA questions after 6 continuous thoughts and no language steps (~1.5 min).
+#[test]
+fn a_tiny_model_overfits_16_questions_through_six_thoughts() {
+    let dir = std::env::temp_dir().join(format!("coconut-overfit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("q16.json");
+    assert!(coconut(&["data", "prosqa", "--n", "16", "--seed", "11", "--out", data.to_str().unwrap()]).status.success());
+    let config = dir.join("overfit.toml");
+    std::fs::write(&config, format!(r#"
+[model]
+n_layer = 2
+n_embd = 64
+n_head = 4
+n_positions = 768
+
+[data]
+dataset = "files"
+train_file = "{0}"
+val_file = "{0}"
+
+[curriculum]
+variant = "coconut"
+max_latent_stage = 6
+epochs_per_stage = 30
+
+[optim]
+lr = 3e-3
+batch_size = 16
+
+[run]
+epochs = 240
+seed = 1
+log_every = 20
+checkpoint_every = 1000
+eval_max_new_tokens = 24
+"#, data.display())).unwrap();
+    let run = dir.join("run");
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = dir.join("report.json");
+    let out = coconut(&["eval", "--checkpoint", run.join("last").to_str().unwrap(), "--data", data.to_str().unwrap(), "--k", "6", "--max-new-tokens", "24", "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["n"], 16);
+    assert_eq!(r["k"], 6);
+    let total: u64 = r["categories"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 16, "categories sum to n");
+    assert_eq!(r["accuracy"].as_f64().unwrap(), 1.0, "{r}");
+    // Six thoughts replace all language steps: the outputs are answer-only.
+    assert_eq!(r["categories"]["correct_label"], 16, "{r}");
+}
