@@ -115,6 +115,19 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
     },
+    /// Latent-search analysis of one question: per thought, its top tokens and every node's value
+    /// (the data the page animates), as JSON.
+    Analyze {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        question: String,
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// Write the JSON here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate, check and describe datasets (ProsQA in the official JSON format).
     Data {
         #[command(subcommand)]
@@ -243,6 +256,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Data { command } => data_command(command)?,
+        Command::Analyze { checkpoint, question, k, out } => {
+            let device = device(&cli.backend)?;
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let model = ckpt.model(&device)?;
+            let a = coconut::analyze::analyze(&model, &ckpt.tokenizer, &question, k, &device).map_err(anyhow::Error::msg)?;
+            let json = serde_json::to_string(&a)?;
+            match out {
+                Some(p) => write_atomic(&p, json.as_bytes())?,
+                None => println!("{json}"),
+            }
+        }
         Command::Train { config, out, resume } => {
             let out = out.unwrap_or_else(|| default_out(&config));
             train::train(&config, &out, resume.as_deref(), device(&cli.backend)?)?;
@@ -250,9 +274,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
             let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
             let questions: Vec<&str> = question.iter().map(String::as_str).collect();
-            for (text, _) in m.answer(&questions, k, max_new_tokens, 64)? {
+            for (text, tokens) in m.answer(&questions, k, max_new_tokens, 64)? {
                 if json {
-                    println!("{}", serde_json::json!({ "answer": coconut::eval::extract_answer(&text), "text": text }));
+                    println!("{}", serde_json::json!({ "answer": coconut::eval::extract_answer(&text), "text": text, "tokens": tokens }));
                 } else {
                     println!("{text}");
                 }

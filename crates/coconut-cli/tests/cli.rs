@@ -264,3 +264,44 @@ eval_max_new_tokens = 24
     // Six thoughts replace all language steps: the outputs are answer-only.
     assert_eq!(r["categories"]["correct_label"], 16, "{r}");
 }
+
+#[test]
+fn training_can_start_from_huggingface_gpt2_weights() {
+    let dir = std::env::temp_dir().join(format!("coconut-init-hf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Items in the fixture tokenizer's small vocabulary.
+    let items = r#"[{"question": "Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or bompus?",
+        "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."], "answer": "Tom is a yumpus."}]"#;
+    let data = dir.join("items.json");
+    std::fs::write(&data, items).unwrap();
+    let config = dir.join("hf.toml");
+    std::fs::write(&config, format!(r#"
+[model]
+n_layer = 1
+n_embd = 8
+n_head = 1
+
+[data]
+dataset = "files"
+train_file = "{0}"
+val_file = "{0}"
+
+[curriculum]
+max_latent_stage = 2
+epochs_per_stage = 1
+
+[optim]
+batch_size = 1
+
+[run]
+epochs = 2
+init = "hf:{1}"
+eval_max_new_tokens = 8
+"#, data.display(), root().join("tests/fixtures/gpt2-tiny").display())).unwrap();
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 layers, d=64"), "the HF model (2 layers, 64 wide) is trained, not the [model] section: {err}");
+    score_text(&dir.join("run/last"));
+}

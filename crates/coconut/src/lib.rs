@@ -3,6 +3,7 @@
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
 //! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics), [`backend`] (the only place naming backends).
 
+pub mod analyze;
 pub mod backend;
 pub mod checkpoint;
 pub mod coconut;
