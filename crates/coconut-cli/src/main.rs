@@ -22,6 +22,10 @@ struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
     backend: String,
+    /// Devices for data-parallel training (`train` only): CUDA 0..N, wgpu GPUs 0..N; on a CPU
+    /// backend N workers share the CPU.
+    #[arg(long, global = true, default_value_t = 1)]
+    devices: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -208,7 +212,7 @@ fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
         print_default_plan();
         let config = PathBuf::from(DEFAULT_CONFIG);
-        return train::train(&config, &default_out(&config), None, device(&cli.backend)?);
+        return train::train(&config, &default_out(&config), None, vec![device(&cli.backend)?]);
     };
     match command {
         Command::ImportHf { hf_dir, out } => {
@@ -269,7 +273,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train { config, out, resume } => {
             let out = out.unwrap_or_else(|| default_out(&config));
-            train::train(&config, &out, resume.as_deref(), device(&cli.backend)?)?;
+            let kind = BackendKind::parse(&cli.backend).map_err(anyhow::Error::msg)?;
+            train::train(&config, &out, resume.as_deref(), kind.devices(cli.devices).map_err(anyhow::Error::msg)?)?;
         }
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
             let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;

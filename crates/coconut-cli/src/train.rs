@@ -16,7 +16,7 @@ use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
 use coconut::curriculum::Curriculum;
 use coconut::data::{self, Item};
-use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, tokenize_items, training_batch};
+use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -186,7 +186,11 @@ fn save_last(out: &Path, config: &Gpt2Config, model: &coconut::Gpt2, tok: &Cocon
     Ok(())
 }
 
-pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, device: Device) -> Result<()> {
+/// Trains on `devices[0]`, or data-parallel over all of `devices` (each batch split into one shard
+/// per device, gradients summed by Burn's multi-device optimizer step).
+pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec<Device>) -> Result<()> {
+    let device = devices[0].clone();
+    let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let out = resume.unwrap_or(out).to_path_buf();
     let cfg = match resume {
         Some(dir) => TrainConfig::load(&dir.join("config.toml")).context("resuming: the run's config.toml")?,
@@ -224,11 +228,10 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, device: Devi
     if longest > config.n_positions {
         bail!("sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}", config.n_positions);
     }
-    let micro = cfg.optim.batch_size.div_ceil(cfg.optim.grad_accum.max(1));
     let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
     eprintln!(
-        "training {} ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
-        out.display(), config.n_layer, config.n_embd, config.num_params() as f64 / 1e6, config.vocab_size,
+        "training {} on {} device(s) ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
+        out.display(), replicas.len(), config.n_layer, config.n_embd, config.num_params() as f64 / 1e6, config.vocab_size,
         train_items.len(), cfg.data.dataset, cfg.run.epochs, steps_per_epoch, cfg.curriculum.variant.name()
     );
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
@@ -245,14 +248,24 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, device: Devi
         let batches = epoch_batches(train_items.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             let indices = &batches[state.batch_in_epoch];
+            // Data-parallel when every device gets at least one item of this batch.
+            let multi = replicas.len() > 1 && indices.len() >= replicas.len();
+            let parts = if multi { replicas.len() } else { cfg.optim.grad_accum.max(1) };
             let micro_batches: Vec<_> = indices
-                .chunks(micro.max(1))
+                .chunks(indices.len().div_ceil(parts).max(1))
                 .enumerate()
-                .map(|(j, ix)| training_batch(&train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, &train_device))
+                .map(|(j, ix)| {
+                    let d = if multi { &replicas[j] } else { &train_device };
+                    training_batch(&train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, d)
+                })
                 .collect();
             train_device.seed(cfg.run.seed ^ (state.global_step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)); // dropout masks
             let lr = cfg.optim.lr_at(state.global_step);
-            let (next, loss) = optimizer_step(model, &mut optim, &micro_batches, &cfg.curriculum, lr);
+            let (next, loss) = if multi && micro_batches.len() == replicas.len() {
+                optimizer_step_multi(model, &mut optim, &micro_batches, &replicas, &cfg.curriculum, lr)
+            } else {
+                optimizer_step(model, &mut optim, &micro_batches, &cfg.curriculum, lr)
+            };
             model = next;
             state.batch_in_epoch += 1;
             state.global_step += 1;

@@ -305,3 +305,26 @@ eval_max_new_tokens = 8
     assert!(err.contains("2 layers, d=64"), "the HF model (2 layers, 64 wide) is trained, not the [model] section: {err}");
     score_text(&dir.join("run/last"));
 }
+
+#[test]
+fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
+    let dir = std::env::temp_dir().join(format!("coconut-ddp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    // One device with 2 micro-batches per step vs two devices with one shard each: same global batch.
+    std::fs::write(&config, TINY.replace("dropout = 0.1", "dropout = 0.0").replace("epochs = 40", "epochs = 2").replace("batch_size = 4", "batch_size = 4\ngrad_accum = 2")).unwrap();
+    let losses = |devices: &str, name: &str| -> Vec<f64> {
+        let run = dir.join(name);
+        let out = coconut(&["--devices", devices, "train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
+            .collect()
+    };
+    let (one, two) = (losses("1", "one"), losses("2", "two"));
+    assert_eq!(one.len(), 32);
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!((a - b).abs() <= 1e-4, "step {}: one device {a}, two {b}", i + 1);
+    }
+}

@@ -50,6 +50,21 @@ impl BackendKind {
             .ok_or_else(|| format!("backend `{}` is not compiled into this build (cargo feature `{}`)", self.name(), self.name()))
     }
 
+    /// `n` devices for data-parallel training: CUDA devices 0..n, wgpu discrete GPUs 0..n; the CPU
+    /// backends have one device, which `n` workers then share.
+    pub fn devices(self, n: usize) -> Result<Vec<Device>, String> {
+        let first = self.device()?;
+        match self {
+            _ if n <= 1 => Ok(vec![first]),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => Ok((0..n).map(Device::cuda).collect()),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => Ok((0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect()),
+            Self::Flex | Self::Ndarray => Ok(vec![first; n]),
+            _ => Err(format!("backend `{}` offers one device", self.name())),
+        }
+    }
+
     fn device_fn(self) -> Option<fn() -> Device> {
         match self {
             #[cfg(feature = "flex")]
