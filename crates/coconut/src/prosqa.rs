@@ -199,7 +199,15 @@ impl Candidates {
 /// replacement is done by redrawing repeats, which gives the same distribution as removing each
 /// chosen node and renormalising.
 pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
+    let mut edges = Vec::new();
+    let n = random_edges(rng, cfg, &mut edges)?;
+    Some(Graph { n, edges })
+}
+
+/// `random_graph` into a reused edge buffer; returns the node count of an accepted graph.
+fn random_edges(rng: &mut impl Rng, cfg: &GenConfig, edges: &mut Vec<(usize, usize)>) -> Option<usize> {
     const MAX: usize = 64;
+    edges.clear();
     assert!(cfg.max_nodes <= MAX, "at most {MAX} nodes");
     let n = rng.random_range(cfg.min_nodes..=cfg.max_nodes);
     let cdf = poisson_cdf(cfg.lambda);
@@ -212,7 +220,6 @@ pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
     sets[1].push(1, 0);
     sets[2].push(0, 0);
     sets[2].push(1, 0);
-    let mut edges = Vec::with_capacity(64);
     for node in 2..n {
         let k = poisson(rng, &cdf);
         let r = rng.random::<f64>();
@@ -247,7 +254,7 @@ pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
     if (0..n).any(|v| n_parents[v] == 0 && !has_child[v]) {
         return None;
     }
-    Some(Graph { n, edges })
+    Some(n)
 }
 
 /// Root, target and negative target of a graph, or `None` when it cannot make a question.
@@ -370,8 +377,10 @@ pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>)
         let mut rng = Xoshiro256::seed_from_u64(seed ^ (i as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         let want = CHUNK.min(n - i * CHUNK);
         let mut items = Vec::with_capacity(want);
+        let mut edges = Vec::with_capacity(128);
         while items.len() < want {
-            let Some(g) = random_graph(&mut rng, cfg) else { continue };
+            let Some(n) = random_edges(&mut rng, cfg, &mut edges) else { continue };
+            let g = Graph { n, edges: edges.clone() };
             let Some((root, target, neg)) = pick_question(&mut rng, &g, cfg) else { continue };
             let item = make_item(&mut rng, &g, root, target, neg);
             if !exclude.contains(&item.question) {
