@@ -15,9 +15,8 @@ const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
 #[derive(Parser)]
 #[command(name = "coconut", version, about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
-        With no subcommand, prints the default training run (configs/prosqa-small-coconut.toml).\n\
-        Working now: import-hf, score, tokenize, backends, data. The curriculum trainer, generation,\n\
-        evaluation, benchmarks and web export land with the following issues.")]
+        With no subcommand, trains the default run (configs/prosqa-small-coconut.toml) into\n\
+        runs/prosqa-small-coconut/. Not built yet: bench (performance issue), export-web (page issue).")]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
