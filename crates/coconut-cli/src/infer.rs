@@ -8,7 +8,7 @@ use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant};
 use coconut::data::{self, Item};
 use coconut::eval::{PathCategory, answer_correct, path_category};
-use coconut::generate::generate;
+use coconut::generate::{generate, generate_reference};
 use coconut::{Checkpoint, CoconutTokenizer, Gpt2};
 use serde_json::{Value, json};
 
@@ -17,6 +17,9 @@ pub struct Model {
     pub model: Gpt2,
     pub curriculum: Curriculum,
     pub device: Device,
+    /// Decode like the official code (batch 1, the whole sequence re-run for every token) instead
+    /// of batched with a KV cache: for checking and timing against it.
+    pub reference_decoding: bool,
 }
 
 impl Model {
@@ -24,7 +27,7 @@ impl Model {
         let ckpt = Checkpoint::load(dir)?;
         let model = ckpt.model(&device)?;
         let variant = Variant::parse(method).map_err(anyhow::Error::msg)?;
-        Ok(Self { ckpt, model, curriculum: Curriculum { variant, ..Curriculum::default() }, device })
+        Ok(Self { ckpt, model, curriculum: Curriculum { variant, ..Curriculum::default() }, device, reference_decoding: false })
     }
 
     fn tok(&self) -> &CoconutTokenizer {
@@ -43,8 +46,14 @@ impl Model {
                     Ok(self.curriculum.prompt(&t, k, self.tok().special))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let gens = generate(&self.model, &prompts, self.tok().special, max_new_tokens, self.curriculum.variant.feeds_back(), &self.device);
-            outs.extend(gens.into_iter().map(|g| (self.tok().decode(&g.tokens), g.tokens)));
+            let tokens: Vec<Vec<u32>> = if self.reference_decoding {
+                anyhow::ensure!(self.curriculum.variant.feeds_back(), "reference decoding is for methods that feed thoughts back");
+                prompts.iter().map(|p| generate_reference(&self.model, p, self.tok().special, max_new_tokens, &self.device)).collect()
+            } else {
+                let gens = generate(&self.model, &prompts, self.tok().special, max_new_tokens, self.curriculum.variant.feeds_back(), &self.device);
+                gens.into_iter().map(|g| g.tokens).collect()
+            };
+            outs.extend(tokens.into_iter().map(|t| (self.tok().decode(&t), t)));
         }
         Ok(outs)
     }
@@ -53,7 +62,9 @@ impl Model {
 /// One evaluation report, the interface other checks read.
 pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batch_size: usize) -> Result<Value> {
     let questions: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
+    let t0 = std::time::Instant::now();
     let outs = m.answer(&questions, k, max_new_tokens, batch_size)?;
+    let seconds = t0.elapsed().as_secs_f64();
     let mut categories: BTreeMap<&str, usize> = PathCategory::ALL.iter().map(|c| (c.key(), 0)).collect();
     let mut correct = 0;
     for (item, (text, _)) in items.iter().zip(&outs) {
@@ -67,6 +78,8 @@ pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batc
         "method": m.curriculum.variant.name(),
         "categories": categories,
         "checkpoint": m.ckpt.manifest.weights_sha256,
+        "decoding": if m.reference_decoding { "reference" } else { "cached" },
+        "seconds": seconds,
     }))
 }
 

@@ -117,6 +117,10 @@ enum Command {
         batch_size: usize,
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
+        /// `cached` (batched, KV cache) or `reference` (the official style: batch 1, the whole
+        /// sequence re-run per token), to check and time one against the other.
+        #[arg(long, default_value = "cached")]
+        decoding: String,
     },
     /// Latent-search analysis of one question: per thought, its top tokens and every node's value
     /// (the data the page animates), as JSON.
@@ -286,8 +290,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens } => {
-            let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+        Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens, decoding } => {
+            let mut m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+            m.reference_decoding = match decoding.as_str() {
+                "cached" => false,
+                "reference" => true,
+                other => bail!("--decoding is `cached` or `reference`, not `{other}`"),
+            };
             let items = infer::load_items(&data)?;
             let report = match k_sweep {
                 None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size)?,

@@ -263,6 +263,12 @@ eval_max_new_tokens = 24
     assert_eq!(r["accuracy"].as_f64().unwrap(), 1.0, "{r}");
     // Six thoughts replace all language steps: the outputs are answer-only.
     assert_eq!(r["categories"]["correct_label"], 16, "{r}");
+    // The official decoding style (batch 1, full re-run per token) gives the same report.
+    let out = coconut(&["eval", "--checkpoint", run.join("last").to_str().unwrap(), "--data", data.to_str().unwrap(), "--k", "6", "--max-new-tokens", "24", "--decoding", "reference"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&reference["accuracy"], &reference["categories"]), (&r["accuracy"], &r["categories"]));
+    assert_eq!(reference["decoding"], "reference");
 }
 
 #[test]
