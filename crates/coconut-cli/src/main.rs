@@ -16,7 +16,7 @@ const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
 #[command(name = "coconut", version, about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
         With no subcommand, trains the default run (configs/prosqa-small-coconut.toml) into\n\
-        runs/prosqa-small-coconut/. Not built yet: bench (performance issue), export-web (page issue).")]
+        runs/prosqa-small-coconut/. Not built yet: bench (performance issue).")]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
@@ -142,8 +142,20 @@ enum Command {
     },
     /// Training and generation benchmarks against PyTorch (lands with the performance issue).
     Bench,
-    /// Export a checkpoint for the page (lands with the page issue).
-    ExportWeb,
+    /// Export a checkpoint for the page: its four files plus `web.json` (version, method, thoughts,
+    /// every file's size and SHA-256, for the page's progress bar, cache and verification).
+    ExportWeb {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The method the checkpoint was trained with (coconut, cot, ...).
+        #[arg(long, default_value = "coconut")]
+        method: String,
+        /// Most thoughts the page offers.
+        #[arg(long, default_value_t = 6)]
+        max_thoughts: usize,
+    },
 }
 
 /// How many questions, from which seed, into which file.
@@ -316,7 +328,8 @@ fn run(cli: Cli) -> Result<()> {
                 write_atomic(&out, report.to_string().as_bytes())?;
             }
         }
-        Command::Bench | Command::ExportWeb => {
+        Command::ExportWeb { checkpoint, out, method, max_thoughts } => export_web(&checkpoint, &out, &method, max_thoughts)?,
+        Command::Bench => {
             bail!("this subcommand is not built yet: it lands with a later issue (see README, \"Status\")")
         }
     }
@@ -394,6 +407,30 @@ fn print_stats(s: &prosqa::DatasetStats, reference: Option<&prosqa::DatasetStats
             println!("| {} | {:.3} | {:.3} | ±{:.3} | {} |", c.name, c.ours, c.reference, c.tolerance, if c.ok { "yes" } else { "NO" });
         }
     }
+}
+
+fn export_web(checkpoint: &std::path::Path, out: &std::path::Path, method: &str, max_thoughts: usize) -> Result<()> {
+    let ckpt = Checkpoint::load(checkpoint)?; // validates before anything is written
+    coconut::curriculum::Variant::parse(method).map_err(anyhow::Error::msg)?;
+    let tmp = coconut::checkpoint::temp_dir_for(out)?;
+    ckpt.write_files(&tmp)?;
+    let mut files = Vec::new();
+    for name in ["manifest.json", "config.json", "tokenizer.json", ckpt.manifest.weights_file.as_str()] {
+        let bytes = std::fs::read(tmp.join(name))?;
+        files.push(serde_json::json!({ "name": name, "bytes": bytes.len(), "sha256": coconut::checkpoint::sha256_hex(&bytes) }));
+    }
+    let web = serde_json::json!({
+        "format": "coconut-web",
+        "version": &ckpt.manifest.weights_sha256[..16],
+        "method": method,
+        "max_thoughts": max_thoughts,
+        "total_bytes": files.iter().map(|f| f["bytes"].as_u64().unwrap()).sum::<u64>(),
+        "files": files,
+    });
+    std::fs::write(tmp.join("web.json"), serde_json::to_string_pretty(&web)?)?;
+    coconut::checkpoint::replace_dir(&tmp, out)?;
+    eprintln!("exported {} -> {} (version {})", checkpoint.display(), out.display(), web["version"]);
+    Ok(())
 }
 
 /// Writes a file via a temporary sibling and a rename (a killed writer leaves no half file).

@@ -334,3 +334,28 @@ fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
         assert!((a - b).abs() <= 1e-4, "step {}: one device {a}, two {b}", i + 1);
     }
 }
+
+#[test]
+fn export_web_writes_the_checkpoint_and_a_verifiable_web_manifest() {
+    let dir = std::env::temp_dir().join(format!("coconut-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ckpt = import_and_score("flex");
+    let out = dir.join("web");
+    let res = coconut(&["export-web", "--checkpoint", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-thoughts", "3"]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let web: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("web.json")).unwrap()).unwrap();
+    assert_eq!(web["max_thoughts"], 3);
+    let mut total = 0;
+    for f in web["files"].as_array().unwrap() {
+        let bytes = std::fs::read(out.join(f["name"].as_str().unwrap())).unwrap();
+        assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap());
+        total += bytes.len() as u64;
+    }
+    assert_eq!(web["total_bytes"].as_u64().unwrap(), total);
+    // The export is itself a checkpoint; a corrupt source is refused before anything is written.
+    score_text(&out);
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let res = coconut(&["export-web", "--checkpoint", bad.to_str().unwrap(), "--out", dir.join("web2").to_str().unwrap()]);
+    assert!(!res.status.success() && !dir.join("web2").exists());
+}
