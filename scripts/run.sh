@@ -6,6 +6,6 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 port="${PORT:-8080}"
 scripts/setup.sh
-scripts/build-web.sh
+scripts/build-web
 echo "serving the page at http://localhost:$port/ (Ctrl-C stops); \`cargo run --release\` trains the default Coconut run"
 exec python3 -m http.server "$port" --bind 127.0.0.1 --directory dist

@@ -6,5 +6,5 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 cargo test --release --workspace --exclude coconut-web
-scripts/build-web.sh
+scripts/build-web
 node --test --test-concurrency=1 tests/e2e/

@@ -1,5 +1,5 @@
 // The page as a person meets it, in real headless Chromium: WebGPU on SwiftShader, and the CPU
-// fallback when the browser gives no adapter. Run by scripts/test.sh after scripts/build-web.sh.
+// fallback when the browser gives no adapter. Run by scripts/test.sh after scripts/build-web.
 //   node --test tests/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -29,7 +29,7 @@ let server, base;
 
 before(async () => {
   await stat(join(DIST, "pkg", "coconut_web_bg.wasm")).catch(() => {
-    throw new Error("dist/ is not built: run scripts/build-web.sh (the README's test command does)");
+    throw new Error("dist/ is not built: run scripts/build-web (the README's test command does)");
   });
   server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "");

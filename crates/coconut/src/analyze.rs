@@ -26,8 +26,10 @@ pub struct ThoughtStep {
     pub t: usize,
     /// Top tokens of the last thought through the LM head (`t ≥ 1`), with probabilities.
     pub top_tokens: Vec<(String, f32)>,
-    /// Value of every node (index into `names`).
+    /// Value of every node (index into `names`): the model's probability of that name.
     pub values: Vec<f32>,
+    /// The values renormalised over the graph's nodes (a distribution, as the page colours it).
+    pub distribution: Vec<f32>,
     pub frontier: Vec<usize>,
 }
 
@@ -84,7 +86,7 @@ pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, d
         let len = batch.len;
         let logp: Vec<f32> = logp.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
         let vocab = model.vocab_size();
-        let values = name_ids
+        let values: Vec<f32> = name_ids
             .iter()
             .enumerate()
             .map(|(r, ids)| {
@@ -103,7 +105,9 @@ pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, d
             }
             _ => Vec::new(),
         };
-        steps.push(ThoughtStep { t, top_tokens, values, frontier: (0..g.n).filter(|&v| dist[v] == t + 1).collect() });
+        let total: f32 = values.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+        let distribution = values.iter().map(|v| v / total).collect();
+        steps.push(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..g.n).filter(|&v| dist[v] == t + 1).collect() });
     }
     Ok(Analysis { names: q.names, is_person: q.is_person, edges: q.edges, root: q.subject, options: q.options, heights: heights(&g), steps })
 }

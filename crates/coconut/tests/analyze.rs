@@ -25,6 +25,7 @@ fn analysis_reports_graph_heights_frontiers_and_node_values() {
         assert!(s.values.iter().all(|v| (0.0..=1.0).contains(v)));
         // One-token names are outcomes of one next-token distribution.
         assert!(s.values.iter().sum::<f32>() <= 1.0 + 1e-4);
+        assert!((s.distribution.iter().sum::<f32>() - 1.0).abs() <= 1e-4);
     }
     assert!(analyze(&model, &tok, "Tom is a florp. Is Tom a florp or wumpus?", 1, &device).is_err());
 }
