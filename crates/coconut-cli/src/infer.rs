@@ -42,7 +42,7 @@ impl Model {
                 .iter()
                 .enumerate()
                 .map(|(i, q)| {
-                    let t = Tokenized::new(&Item::text(q, &[], ""), self.tok()).with_context(|| format!("question {i}"))?;
+                    let t = Tokenized::question(q, self.tok()).with_context(|| format!("question {i}"))?;
                     Ok(self.curriculum.prompt(&t, k, self.tok().special))
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -339,8 +339,7 @@ fn run(cli: Cli) -> Result<()> {
 fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
     let mut all = Vec::new();
     for p in paths {
-        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
-        all.extend(data::parse_items(&bytes).with_context(|| p.display().to_string())?);
+        all.extend(infer::load_items(p)?);
     }
     Ok(all)
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
 use coconut::curriculum::Curriculum;
-use coconut::data::{self, Item};
+use coconut::data::Item;
 use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -117,16 +117,14 @@ impl TrainConfig {
 
 fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
     let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<Item>> {
-        let p = p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?;
-        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
-        Ok(data::parse_items(&bytes).with_context(|| p.display().to_string())?)
+        crate::infer::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)
     };
     Ok(match d.dataset.as_str() {
         "prosqa" => {
             let mut exclude = HashSet::new();
-            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"] {
-                if let Ok(bytes) = std::fs::read(f) {
-                    exclude.extend(data::parse_items(&bytes)?.into_iter().map(|i| i.question));
+            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
+                if f.exists() {
+                    exclude.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
                 }
             }
             let all = prosqa::generate(d.train_size + d.val_size, d.seed, &prosqa::GenConfig::default(), &exclude);

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::coconut::{self, DeviceBatch};
 use crate::curriculum::{Curriculum, Tokenized, Variant};
-use crate::data::Item;
 use crate::generate::collate_prompts;
 use crate::gpt2::Gpt2;
 use crate::prosqa::{Graph, ParsedQuestion, parse_question};
@@ -68,7 +67,7 @@ pub fn heights(g: &Graph) -> Vec<usize> {
 pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
     let q: ParsedQuestion = parse_question(question)?;
     let g = Graph { n: q.names.len(), edges: q.edges.clone() };
-    let t_item = Tokenized::new(&Item::text(question, &[], ""), tok).map_err(|e| e.to_string())?;
+    let t_item = Tokenized::question(question, tok).map_err(|e| e.to_string())?;
     let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let dist = g.distances(q.subject);
     let name_ids: Vec<Vec<u32>> = q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;

@@ -115,6 +115,13 @@ impl Tokenized {
     }
 }
 
+impl Tokenized {
+    /// A bare question (for prompts: no steps, no answer).
+    pub fn question(question: &str, tok: &CoconutTokenizer) -> Result<Self, TokenizerError> {
+        Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new() })
+    }
+}
+
 /// One training sequence.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
