@@ -52,8 +52,10 @@ fn app() -> Html {
             </span>
         },
     };
-    let fallback_note = backend.as_ref().and_then(|p| p.reason.clone()).map(|r| html! {
-        <p id="fallback-reason" class="note">{format!("CPU fallback: {r}")}</p>
+    let fallback_note = backend.as_ref().and_then(|p| p.reason.clone()).map(|r| {
+        html! {
+            <p id="fallback-reason" class="note">{format!("CPU fallback: {r}")}</p>
+        }
     });
     let result = match &*check {
         Check::Running(what) => html! { <p id="smoke-status" data-status="running">{format!("Stack check: {what}…")}</p> },

@@ -85,18 +85,33 @@ pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batc
 
 pub fn load_items(path: &Path) -> Result<Vec<Item>> {
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    Ok(data::parse_items(&bytes).with_context(|| path.display().to_string())?)
+    data::parse_items(&bytes).with_context(|| path.display().to_string())
 }
 
 /// `--k-sweep A..B`: one report per k, a Markdown table and an SVG of stacked category bars.
-pub fn sweep(m: &Model, items: &[Item], ks: std::ops::RangeInclusive<usize>, max_new_tokens: usize, batch_size: usize) -> Result<(Vec<Value>, String, String)> {
+pub fn sweep(
+    m: &Model,
+    items: &[Item],
+    ks: std::ops::RangeInclusive<usize>,
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> Result<(Vec<Value>, String, String)> {
     let reports = ks.map(|k| evaluate(m, items, k, max_new_tokens, batch_size)).collect::<Result<Vec<_>>>()?;
-    let mut table = String::from("| k | accuracy | correct path | longer path | hallucination | wrong target | correct label | incorrect label |\n|---|---|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| k | accuracy | correct path | longer path | hallucination | wrong target | correct label | incorrect label |\n|---|---|---|---|---|---|---|---|\n",
+    );
     for r in &reports {
         let c = &r["categories"];
         table += &format!(
             "| {} | {:.1}% | {} | {} | {} | {} | {} | {} |\n",
-            r["k"], 100.0 * r["accuracy"].as_f64().unwrap(), c["correct_path"], c["longer_path"], c["hallucination"], c["wrong_target"], c["correct_label"], c["incorrect_label"]
+            r["k"],
+            100.0 * r["accuracy"].as_f64().unwrap(),
+            c["correct_path"],
+            c["longer_path"],
+            c["hallucination"],
+            c["wrong_target"],
+            c["correct_label"],
+            c["incorrect_label"]
         );
     }
     Ok((reports.clone(), table, stacked_bars_svg(&reports)))
@@ -122,7 +137,13 @@ fn stacked_bars_svg(reports: &[Value]) -> String {
     }
     for (j, (c, colour)) in PathCategory::ALL.iter().zip(colours).enumerate() {
         let y = top + 16.0 * j as f64;
-        svg += &format!(r#"<rect x="{}" y="{y}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{}</text>"#, w as f64 + 10.0, w as f64 + 25.0, y + 9.0, c.key().replace('_', " "));
+        svg += &format!(
+            r#"<rect x="{}" y="{y}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
+            w as f64 + 10.0,
+            w as f64 + 25.0,
+            y + 9.0,
+            c.key().replace('_', " ")
+        );
     }
     svg + "</svg>\n"
 }

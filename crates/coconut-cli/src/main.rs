@@ -13,10 +13,14 @@ use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score
 const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
 
 #[derive(Parser)]
-#[command(name = "coconut", version, about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
+#[command(
+    name = "coconut",
+    version,
+    about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
         With no subcommand, trains the default run (configs/prosqa-small-coconut.toml) into\n\
-        runs/prosqa-small-coconut/. Not built yet: bench (performance issue).")]
+        runs/prosqa-small-coconut/. Not built yet: bench (performance issue)."
+)]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
@@ -313,7 +317,10 @@ fn run(cli: Cli) -> Result<()> {
             let report = match k_sweep {
                 None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size)?,
                 Some(range) => {
-                    let (a, b) = range.split_once("..").and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))).context("--k-sweep takes A..B, e.g. 0..6")?;
+                    let (a, b) = range
+                        .split_once("..")
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                        .context("--k-sweep takes A..B, e.g. 0..6")?;
                     let (reports, table, svg) = infer::sweep(&m, &items, a..=b, max_new_tokens, batch_size)?;
                     println!("{table}");
                     if let Some(out) = &out {
@@ -392,12 +399,25 @@ fn data_command(command: DataCommand) -> Result<()> {
 fn print_stats(s: &prosqa::DatasetStats, reference: Option<&prosqa::DatasetStats>) {
     let row = |name: &str, m: prosqa::MeanSd| format!("| {name} | {:.2} ± {:.2} |", m.mean, m.sd);
     println!("| {} items | mean ± sd |\n|---|---|", s.items);
-    for (name, m) in [("nodes", s.nodes), ("edges", s.edges), ("persons", s.persons), ("shortest path (hops)", s.hops),
-        ("shortest paths (count)", s.shortest_paths), ("question words", s.question_words)] {
+    for (name, m) in [
+        ("nodes", s.nodes),
+        ("edges", s.edges),
+        ("persons", s.persons),
+        ("shortest path (hops)", s.hops),
+        ("shortest paths (count)", s.shortest_paths),
+        ("question words", s.question_words),
+    ] {
         println!("{}", row(name, m));
     }
     let h = s.hop_share;
-    println!("| hops 3/4/5/6/more (%) | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} |", 100.0 * h[0], 100.0 * h[1], 100.0 * h[2], 100.0 * h[3], 100.0 * h[4]);
+    println!(
+        "| hops 3/4/5/6/more (%) | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} |",
+        100.0 * h[0],
+        100.0 * h[1],
+        100.0 * h[2],
+        100.0 * h[3],
+        100.0 * h[4]
+    );
     println!("| target named first (%) | {:.1} |", 100.0 * s.target_first);
     println!("| root is node 1 (%) | {:.1} |", 100.0 * s.root_is_node1);
     if let Some(r) = reference {

@@ -148,7 +148,8 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
             let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
             let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
             let m = &cfg.model;
-            let config = Gpt2Config { n_positions: m.n_positions, dropout: m.dropout, ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head) };
+            let config =
+                Gpt2Config { n_positions: m.n_positions, dropout: m.dropout, ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head) };
             device.seed(cfg.run.seed);
             let model = config.init(device);
             Ok((config, model, tok))
@@ -174,7 +175,14 @@ fn prontoqa_vocabulary() -> String {
     format!(" {} True False true false or not : ", prontoqa::PROPERTIES.join(" "))
 }
 
-fn save_last(out: &Path, config: &Gpt2Config, model: &coconut::Gpt2, tok: &CoconutTokenizer, optim: &burn::optim::ModuleOptimizer, state: &TrainerState) -> Result<()> {
+fn save_last(
+    out: &Path,
+    config: &Gpt2Config,
+    model: &coconut::Gpt2,
+    tok: &CoconutTokenizer,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &TrainerState,
+) -> Result<()> {
     let dir = out.join("last");
     let tmp = temp_dir_for(&dir)?;
     Checkpoint::from_model(model.valid(), config, tok.clone(), "coconut train")?.write_files(&tmp)?;
@@ -203,7 +211,8 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let (config, mut model, tok, mut optim, mut state) = match resume {
         None => {
             let (config, model, tok) = initial_model(&cfg, &train_device)?;
-            let state = TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None };
+            let state =
+                TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None };
             (config, model, tok, cfg.optim.optimizer(), state)
         }
         Some(dir) => {
@@ -212,7 +221,8 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             let model = ckpt.model(&train_device)?.train();
             let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(last.join("trainer.json"))?)?;
             let bytes = std::fs::read(last.join("optimizer.bpk"))?;
-            let optim = cfg.optim.optimizer().from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
+            let optim =
+                cfg.optim.optimizer().from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
             eprintln!("resuming at epoch {}, batch {} (step {})", state.epoch, state.batch_in_epoch, state.global_step);
             (ckpt.config, model, ckpt.tokenizer, optim, state)
         }
@@ -220,17 +230,39 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
     let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
     let c = &cfg.curriculum;
-    let longest = train_data.iter().chain(&val_data).map(|t| {
-        t.question.len() + 2 + c.max_latent_stage * c.c_thought + t.steps.iter().map(Vec::len).sum::<usize>() + t.answer.len() + cfg.run.eval_max_new_tokens
-    }).max().unwrap_or(0);
+    let longest = train_data
+        .iter()
+        .chain(&val_data)
+        .map(|t| {
+            t.question.len()
+                + 2
+                + c.max_latent_stage * c.c_thought
+                + t.steps.iter().map(Vec::len).sum::<usize>()
+                + t.answer.len()
+                + cfg.run.eval_max_new_tokens
+        })
+        .max()
+        .unwrap_or(0);
     if longest > config.n_positions {
-        bail!("sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}", config.n_positions);
+        bail!(
+            "sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}",
+            config.n_positions
+        );
     }
     let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
     eprintln!(
         "training {} on {} device(s) ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
-        out.display(), replicas.len(), config.n_layer, config.n_embd, config.num_params() as f64 / 1e6, config.vocab_size,
-        train_items.len(), cfg.data.dataset, cfg.run.epochs, steps_per_epoch, cfg.curriculum.variant.name()
+        out.display(),
+        replicas.len(),
+        config.n_layer,
+        config.n_embd,
+        config.num_params() as f64 / 1e6,
+        config.vocab_size,
+        train_items.len(),
+        cfg.data.dataset,
+        cfg.run.epochs,
+        steps_per_epoch,
+        cfg.curriculum.variant.name()
     );
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
     let bar = ProgressBar::new((cfg.run.epochs * steps_per_epoch) as u64).with_position(state.global_step as u64);
@@ -272,12 +304,21 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             if state.global_step % cfg.run.log_every.max(1) == 0 || state.batch_in_epoch == batches.len() {
                 let loss: f32 = loss.into_scalar();
                 if !loss.is_finite() {
-                    bail!("loss is {loss} at step {} (epoch {}); stopping. The last good checkpoint is {}", state.global_step, state.epoch, out.join("last").display());
+                    bail!(
+                        "loss is {loss} at step {} (epoch {}); stopping. The last good checkpoint is {}",
+                        state.global_step,
+                        state.epoch,
+                        out.join("last").display()
+                    );
                 }
                 let sps = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 window = (Instant::now(), 0);
                 bar.set_message(format!("epoch {} stage {stage} loss {loss:.4} {sps:.1} samples/s", state.epoch));
-                writeln!(metrics, "{}", serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps}))?;
+                writeln!(
+                    metrics,
+                    "{}",
+                    serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps})
+                )?;
             }
             if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
                 save_last(&out, &config, &model, &tok, &optim, &state)?;
@@ -287,7 +328,17 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         let k = val_data.first().map(|t| cfg.curriculum.eval_thoughts(stage, t.steps.len())).unwrap_or(0);
         let eval_model = model.valid();
         let eval_device = eval_model.device();
-        let acc = accuracy(&eval_model, &val_items, &val_data, &cfg.curriculum, k, &tok, cfg.run.eval_batch_size, cfg.run.eval_max_new_tokens, &eval_device);
+        let acc = accuracy(
+            &eval_model,
+            &val_items,
+            &val_data,
+            &cfg.curriculum,
+            k,
+            &tok,
+            cfg.run.eval_batch_size,
+            cfg.run.eval_max_new_tokens,
+            &eval_device,
+        );
         writeln!(metrics, "{}", serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "val_accuracy": acc, "k": k}))?;
         bar.println(format!("epoch {} (stage {stage}, k={k}): validation accuracy {:.1}%", state.epoch, 100.0 * acc));
         state.epoch += 1;

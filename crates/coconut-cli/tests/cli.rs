@@ -18,7 +18,8 @@ fn import_and_score(backend: &str) -> PathBuf {
     let out = coconut(&["--backend", backend, "import-hf", "--hf-dir", hf_dir.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "import-hf failed: {}", String::from_utf8_lossy(&out.stderr));
 
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/gpt2-tiny-expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/gpt2-tiny-expected.json")).unwrap()).unwrap();
     let score = &expected["score"];
     let out = coconut(&["--backend", backend, "score", "--checkpoint", out_dir.to_str().unwrap(), "--text", score["text"].as_str().unwrap()]);
     assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -221,7 +222,10 @@ fn a_tiny_model_overfits_16_questions_through_six_thoughts() {
     let data = dir.join("q16.json");
     assert!(coconut(&["data", "prosqa", "--n", "16", "--seed", "11", "--out", data.to_str().unwrap()]).status.success());
     let config = dir.join("overfit.toml");
-    std::fs::write(&config, format!(r#"
+    std::fs::write(
+        &config,
+        format!(
+            r#"
 [model]
 n_layer = 2
 n_embd = 64
@@ -248,12 +252,28 @@ seed = 1
 log_every = 20
 checkpoint_every = 1000
 eval_max_new_tokens = 24
-"#, data.display())).unwrap();
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
     let run = dir.join("run");
     let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = dir.join("report.json");
-    let out = coconut(&["eval", "--checkpoint", run.join("last").to_str().unwrap(), "--data", data.to_str().unwrap(), "--k", "6", "--max-new-tokens", "24", "--out", report.to_str().unwrap()]);
+    let out = coconut(&[
+        "eval",
+        "--checkpoint",
+        run.join("last").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--k",
+        "6",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["n"], 16);
@@ -264,7 +284,19 @@ eval_max_new_tokens = 24
     // Six thoughts replace all language steps: the outputs are answer-only.
     assert_eq!(r["categories"]["correct_label"], 16, "{r}");
     // The official decoding style (batch 1, full re-run per token) gives the same report.
-    let out = coconut(&["eval", "--checkpoint", run.join("last").to_str().unwrap(), "--data", data.to_str().unwrap(), "--k", "6", "--max-new-tokens", "24", "--decoding", "reference"]);
+    let out = coconut(&[
+        "eval",
+        "--checkpoint",
+        run.join("last").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--k",
+        "6",
+        "--max-new-tokens",
+        "24",
+        "--decoding",
+        "reference",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((&reference["accuracy"], &reference["categories"]), (&r["accuracy"], &r["categories"]));
@@ -282,7 +314,10 @@ fn training_can_start_from_huggingface_gpt2_weights() {
     let data = dir.join("items.json");
     std::fs::write(&data, items).unwrap();
     let config = dir.join("hf.toml");
-    std::fs::write(&config, format!(r#"
+    std::fs::write(
+        &config,
+        format!(
+            r#"
 [model]
 n_layer = 1
 n_embd = 8
@@ -304,7 +339,12 @@ batch_size = 1
 epochs = 2
 init = "hf:{1}"
 eval_max_new_tokens = 8
-"#, data.display(), root().join("tests/fixtures/gpt2-tiny").display())).unwrap();
+"#,
+            data.display(),
+            root().join("tests/fixtures/gpt2-tiny").display()
+        ),
+    )
+    .unwrap();
     let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -319,12 +359,20 @@ fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("c.toml");
     // One device with 2 micro-batches per step vs two devices with one shard each: same global batch.
-    std::fs::write(&config, TINY.replace("dropout = 0.1", "dropout = 0.0").replace("epochs = 40", "epochs = 2").replace("batch_size = 4", "batch_size = 4\ngrad_accum = 2")).unwrap();
+    std::fs::write(
+        &config,
+        TINY.replace("dropout = 0.1", "dropout = 0.0")
+            .replace("epochs = 40", "epochs = 2")
+            .replace("batch_size = 4", "batch_size = 4\ngrad_accum = 2"),
+    )
+    .unwrap();
     let losses = |devices: &str, name: &str| -> Vec<f64> {
         let run = dir.join(name);
         let out = coconut(&["--devices", devices, "train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines()
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
             .collect()
     };

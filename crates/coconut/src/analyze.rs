@@ -70,7 +70,8 @@ pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, d
     let t_item = Tokenized::question(question, tok).map_err(|e| e.to_string())?;
     let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let dist = g.distances(q.subject);
-    let name_ids: Vec<Vec<u32>> = q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let name_ids: Vec<Vec<u32>> =
+        q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     let mut steps = Vec::with_capacity(k + 1);
     for t in 0..=k {
         let mut prompt = curriculum.prompt(&t_item, t, tok.special);

@@ -32,10 +32,9 @@ impl BackendKind {
     }
 
     pub fn parse(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|b| b.name() == name)
-            .ok_or_else(|| format!("unknown backend `{name}` (one of: {})", Self::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")))
+        Self::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| {
+            format!("unknown backend `{name}` (one of: {})", Self::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", "))
+        })
     }
 
     /// The backends compiled into this build.

@@ -91,7 +91,8 @@ impl Checkpoint {
 
     /// Validates the four parts against each other.
     pub fn from_parts(manifest: &[u8], config: &[u8], tokenizer: &[u8], weights: Vec<u8>) -> Result<Self, CheckpointError> {
-        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| CheckpointError::Invalid(format!("manifest.json is malformed: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(manifest).map_err(|e| CheckpointError::Invalid(format!("manifest.json is malformed: {e}")))?;
         if manifest.format != FORMAT {
             return Err(CheckpointError::Invalid(format!("manifest.json: format is `{}`, expected `{FORMAT}`", manifest.format)));
         }
@@ -104,7 +105,9 @@ impl Checkpoint {
         let config: Gpt2Config = serde_json::from_slice(config).map_err(|e| CheckpointError::Invalid(format!("config.json is malformed: {e}")))?;
         config.validate().map_err(|e| CheckpointError::Invalid(format!("config.json: {e}")))?;
         if config_hash(&config) != manifest.config_hash {
-            return Err(CheckpointError::Invalid("config.json does not match manifest.json (config hash differs): the checkpoint was mixed from different models".into()));
+            return Err(CheckpointError::Invalid(
+                "config.json does not match manifest.json (config hash differs): the checkpoint was mixed from different models".into(),
+            ));
         }
         if weights.len() as u64 != manifest.weights_bytes {
             return Err(CheckpointError::Invalid(format!(
@@ -141,8 +144,7 @@ impl Checkpoint {
         }
         let manifest = read("manifest.json")?;
         let weights_file = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.weights_file).unwrap_or_else(|_| WEIGHTS_FILE.into());
-        Self::from_parts(&manifest, &read("config.json")?, &read("tokenizer.json")?, read(&weights_file)?)
-            .map_err(|e| io_err(dir, e))
+        Self::from_parts(&manifest, &read("config.json")?, &read("tokenizer.json")?, read(&weights_file)?).map_err(|e| io_err(dir, e))
     }
 
     /// Writes the directory atomically: into `DIR.tmp`, then renamed over `DIR`.

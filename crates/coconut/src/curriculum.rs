@@ -61,9 +61,10 @@ impl Variant {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
-            format!("unknown variant `{s}` (one of: {})", Self::ALL.map(|v| v.name()).join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| format!("unknown variant `{s}` (one of: {})", Self::ALL.map(|v| v.name()).join(", ")))
     }
 
     /// Whether hidden states are fed back into the latent slots.
@@ -220,10 +221,13 @@ pub struct Batch {
 pub fn collate(seqs: &[(Vec<u32>, Vec<i64>)], ids: SpecialIds) -> Batch {
     let first_latent = |s: &[u32]| s.iter().position(|&t| t == ids.latent);
     let align = seqs.iter().filter_map(|(s, _)| first_latent(s)).max();
-    let left: Vec<usize> = seqs.iter().map(|(s, _)| match (align, first_latent(s)) {
-        (Some(a), Some(f)) => a - f,
-        _ => 0,
-    }).collect();
+    let left: Vec<usize> = seqs
+        .iter()
+        .map(|(s, _)| match (align, first_latent(s)) {
+            (Some(a), Some(f)) => a - f,
+            _ => 0,
+        })
+        .collect();
     let len = seqs.iter().zip(&left).map(|((s, _), l)| s.len() + l).max().unwrap_or(0);
     let with_labels = seqs.iter().any(|(_, l)| !l.is_empty());
     let mut b = Batch {

@@ -25,7 +25,15 @@ pub struct Generation {
 /// Left-pads prompts so that they all end in the same column.
 pub fn collate_prompts(prompts: &[Vec<u32>], ids: SpecialIds) -> Batch {
     let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut b = Batch { batch: prompts.len(), len, input_ids: Vec::new(), position_ids: Vec::new(), attention_mask: Vec::new(), labels: Vec::new(), latent_positions: Vec::new() };
+    let mut b = Batch {
+        batch: prompts.len(),
+        len,
+        input_ids: Vec::new(),
+        position_ids: Vec::new(),
+        attention_mask: Vec::new(),
+        labels: Vec::new(),
+        latent_positions: Vec::new(),
+    };
     for p in prompts {
         let pad = len - p.len();
         b.input_ids.extend(std::iter::repeat_n(ids.eos, pad).chain(p.iter().copied()));

@@ -56,7 +56,7 @@ impl Gpt2Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!("n_embd ({}) must be a multiple of n_head ({})", self.n_embd, self.n_head));
         }
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 || self.n_inner == 0 {
@@ -92,10 +92,7 @@ impl Gpt2Config {
                     n_head: self.n_head,
                 },
                 ln_2: ln(),
-                mlp: Mlp {
-                    c_fc: linear(self.n_embd, self.n_inner, std),
-                    c_proj: linear(self.n_inner, self.n_embd, proj_std),
-                },
+                mlp: Mlp { c_fc: linear(self.n_embd, self.n_inner, std), c_proj: linear(self.n_inner, self.n_embd, proj_std) },
                 dropout: DropoutConfig::new(self.dropout).init(),
             })
             .collect();
@@ -162,11 +159,7 @@ impl KvCache {
     /// Keeps the first `len` positions (drop what came after a prefix).
     pub fn truncate(self, len: usize) -> Self {
         assert!(len <= self.len(), "cannot truncate a cache of {} to {len}", self.len());
-        let layers = self
-            .layers
-            .into_iter()
-            .map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)))
-            .collect();
+        let layers = self.layers.into_iter().map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len))).collect();
         Self { layers }
     }
 }
@@ -259,12 +252,7 @@ impl Gpt2 {
 }
 
 impl Block {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        past: Option<(Tensor<4>, Tensor<4>)>,
-        mask: Tensor<4, Bool>,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+    fn forward(&self, x: Tensor<3>, past: Option<(Tensor<4>, Tensor<4>)>, mask: Tensor<4, Bool>) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past, mask);
         let x = x + self.dropout.forward(a);
         let m = self.mlp.forward(self.ln_2.forward(x.clone()));
@@ -274,12 +262,7 @@ impl Block {
 
 impl Attention {
     /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys.
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        past: Option<(Tensor<4>, Tensor<4>)>,
-        mask: Tensor<4, Bool>,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+    fn forward(&self, x: Tensor<3>, past: Option<(Tensor<4>, Tensor<4>)>, mask: Tensor<4, Bool>) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [batch, len, d] = x.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
         let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();

@@ -41,25 +41,22 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ImportError {
 pub fn config_from_hf_json(json: &str) -> Result<Gpt2Config, ImportError> {
     let v: Value = serde_json::from_str(json).map_err(|e| ImportError::Config(e.to_string()))?;
     let num = |key: &str| -> Result<usize, ImportError> {
-        v.get(key)
-            .and_then(Value::as_u64)
-            .map(|n| n as usize)
-            .ok_or_else(|| ImportError::Config(format!("missing or non-integer `{key}`")))
+        v.get(key).and_then(Value::as_u64).map(|n| n as usize).ok_or_else(|| ImportError::Config(format!("missing or non-integer `{key}`")))
     };
-    if let Some(mt) = v.get("model_type").and_then(Value::as_str) {
-        if mt != "gpt2" {
-            return Err(ImportError::Config(format!("model_type is `{mt}`, expected `gpt2`")));
-        }
+    if let Some(mt) = v.get("model_type").and_then(Value::as_str)
+        && mt != "gpt2"
+    {
+        return Err(ImportError::Config(format!("model_type is `{mt}`, expected `gpt2`")));
     }
     let act = v.get("activation_function").and_then(Value::as_str).unwrap_or("gelu_new");
     if act != "gelu_new" && act != "gelu_pytorch_tanh" {
         return Err(ImportError::Config(format!("activation_function `{act}` is not supported (gelu_new)")));
     }
     for (key, want) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
-        if let Some(b) = v.get(key).and_then(Value::as_bool) {
-            if b != want {
-                return Err(ImportError::Config(format!("`{key}: {b}` is not supported")));
-            }
+        if let Some(b) = v.get(key).and_then(Value::as_bool)
+            && b != want
+        {
+            return Err(ImportError::Config(format!("`{key}: {b}` is not supported")));
         }
     }
     let n_embd = num("n_embd")?;
@@ -160,10 +157,10 @@ pub fn gpt2_from_safetensors(config: &Gpt2Config, bytes: &[u8], device: &Device)
     model.ln_f.gamma = w.take("ln_f.weight", [d], device)?;
     model.ln_f.beta = Some(w.take("ln_f.bias", [d], device)?);
     // Tied head: if present it must equal wte's shape; buffers are not weights.
-    if let Some((shape, _)) = w.tensors.remove("lm_head.weight") {
-        if shape != [v, d] {
-            return Err(ImportError::Shape { name: "lm_head.weight".into(), expected: vec![v, d], found: shape });
-        }
+    if let Some((shape, _)) = w.tensors.remove("lm_head.weight")
+        && shape != [v, d]
+    {
+        return Err(ImportError::Shape { name: "lm_head.weight".into(), expected: vec![v, d], found: shape });
     }
     w.tensors.retain(|name, _| !(name.ends_with("attn.bias") || name.ends_with("attn.masked_bias")));
     if let Some(name) = w.tensors.keys().min() {

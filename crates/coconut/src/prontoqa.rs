@@ -16,7 +16,22 @@ use crate::data::Item;
 use crate::prosqa::{CONCEPTS, PERSONS};
 
 pub const PROPERTIES: [&str; 16] = [
-    "bright", "cold", "dull", "hot", "large", "small", "sour", "sweet", "wooden", "metallic", "opaque", "transparent", "happy", "sad", "fast", "slow",
+    "bright",
+    "cold",
+    "dull",
+    "hot",
+    "large",
+    "small",
+    "sour",
+    "sweet",
+    "wooden",
+    "metallic",
+    "opaque",
+    "transparent",
+    "happy",
+    "sad",
+    "fast",
+    "slow",
 ];
 
 pub const HOPS: usize = 5;

@@ -19,13 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DataError, Item};
 
 /// The 17 person names and 38 concept names of the official ProsQA sets.
-pub const PERSONS: [&str; 17] = [
-    "Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max", "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren",
-];
+pub const PERSONS: [&str; 17] =
+    ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max", "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"];
 pub const CONCEPTS: [&str; 38] = [
     "bompus", "boompus", "brimpus", "chorpus", "dumpus", "felpus", "fompus", "gerpus", "gorpus", "grimpus", "gwompus", "hilpus", "impus", "jelpus",
-    "jompus", "kerpus", "lempus", "lorpus", "numpus", "quimpus", "rempus", "rompus", "rorpus", "scrompus", "shumpus", "sterpus", "storpus",
-    "terpus", "timpus", "tumpus", "vumpus", "worpus", "wumpus", "yerpus", "yimpus", "yumpus", "zhorpus", "zumpus",
+    "jompus", "kerpus", "lempus", "lorpus", "numpus", "quimpus", "rempus", "rompus", "rorpus", "scrompus", "shumpus", "sterpus", "storpus", "terpus",
+    "timpus", "tumpus", "vumpus", "worpus", "wumpus", "yerpus", "yimpus", "yumpus", "zhorpus", "zumpus",
 ];
 
 /// Every word a ProsQA question, step or answer can contain (for a word-level vocabulary).
@@ -223,7 +222,13 @@ fn random_edges(rng: &mut impl Rng, cfg: &GenConfig, edges: &mut Vec<(usize, usi
     for node in 2..n {
         let k = poisson(rng, &cdf);
         let r = rng.random::<f64>();
-        let set = &sets[if r < cfg.p_only0 { 0 } else if r < cfg.p_only0 + cfg.p_only1 { 1 } else { 2 }];
+        let set = &sets[if r < cfg.p_only0 {
+            0
+        } else if r < cfg.p_only0 + cfg.p_only1 {
+            1
+        } else {
+            2
+        }];
         let mut chosen = [0u8; MAX];
         let k = k.min(set.len);
         for i in 0..k {
@@ -422,8 +427,7 @@ pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>)
 /// Checks a ProsQA item's graph fields against its text; errors name the field.
 pub fn validate(item: &Item) -> Result<(), (String, String)> {
     let err = |field: &str, msg: String| Err((field.to_string(), msg));
-    let (Some(names), Some(edges), Some(root), Some(target), Some(neg)) =
-        (&item.idx_to_symbol, &item.edges, item.root, item.target, item.neg_target)
+    let (Some(names), Some(edges), Some(root), Some(target), Some(neg)) = (&item.idx_to_symbol, &item.edges, item.root, item.target, item.neg_target)
     else {
         return err("idx_to_symbol/edges/root/target/neg_target", "ProsQA items need all graph fields".into());
     };
@@ -455,7 +459,8 @@ pub fn validate(item: &Item) -> Result<(), (String, String)> {
     let mut at = root;
     for (i, step) in item.steps.iter().enumerate() {
         let next = (0..n).find(|&c| {
-            is_edge(at, c) && *step == if hp[at] { format!("Every {} is a {}.", names[at], names[c]) } else { format!("{} is a {}.", names[at], names[c]) }
+            is_edge(at, c)
+                && *step == if hp[at] { format!("Every {} is a {}.", names[at], names[c]) } else { format!("{} is a {}.", names[at], names[c]) }
         });
         match next {
             Some(c) => at = c,

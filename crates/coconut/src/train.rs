@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::coconut::{self, DeviceBatch};
 use crate::curriculum::{Curriculum, Tokenized, collate, epoch_order};
-use crate::eval::answer_correct;
 use crate::data::Item;
+use crate::eval::answer_correct;
 use crate::generate::generate;
 use crate::gpt2::Gpt2;
 use crate::tokenizer::CoconutTokenizer;
@@ -64,7 +64,16 @@ pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
 
 /// The collated training batch of `indices` at `stage`; the uniform-stage draw is seeded by
 /// (`seed`, `step`) so a resumed run builds the same batch.
-pub fn training_batch(data: &[Tokenized], indices: &[usize], curriculum: &Curriculum, stage: usize, tok: &CoconutTokenizer, seed: u64, step: usize, device: &Device) -> DeviceBatch {
+pub fn training_batch(
+    data: &[Tokenized],
+    indices: &[usize],
+    curriculum: &Curriculum,
+    stage: usize,
+    tok: &CoconutTokenizer,
+    seed: u64,
+    step: usize,
+    device: &Device,
+) -> DeviceBatch {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let seqs: Vec<_> = indices
         .iter()
@@ -103,7 +112,17 @@ pub fn optimizer_step(model: Gpt2, optim: &mut ModuleOptimizer, micro: &[DeviceB
 }
 
 /// Answer accuracy of greedy decoding after the stage's thoughts, batched.
-pub fn accuracy(model: &Gpt2, items: &[Item], data: &[Tokenized], curriculum: &Curriculum, k: usize, tok: &CoconutTokenizer, batch_size: usize, max_new_tokens: usize, device: &Device) -> f64 {
+pub fn accuracy(
+    model: &Gpt2,
+    items: &[Item],
+    data: &[Tokenized],
+    curriculum: &Curriculum,
+    k: usize,
+    tok: &CoconutTokenizer,
+    batch_size: usize,
+    max_new_tokens: usize,
+    device: &Device,
+) -> f64 {
     let mut correct = 0;
     for (chunk_items, chunk) in items.chunks(batch_size.max(1)).zip(data.chunks(batch_size.max(1))) {
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|t| curriculum.prompt(t, k, tok.special)).collect();
@@ -117,7 +136,14 @@ pub fn accuracy(model: &Gpt2, items: &[Item], data: &[Tokenized], curriculum: &C
 /// device, each computes the gradients of its shard (`shards[i]` lives on `devices[i]`), and
 /// `ModuleOptimizer::step_multi` sums them (Burn's `MultiGradientsParams`) and updates the model.
 /// Equals `optimizer_step` over the same shards as micro-batches on one device.
-pub fn optimizer_step_multi(model: Gpt2, optim: &mut ModuleOptimizer, shards: &[DeviceBatch], devices: &[Device], curriculum: &Curriculum, lr: f64) -> (Gpt2, Tensor<1>) {
+pub fn optimizer_step_multi(
+    model: Gpt2,
+    optim: &mut ModuleOptimizer,
+    shards: &[DeviceBatch],
+    devices: &[Device],
+    curriculum: &Curriculum,
+    lr: f64,
+) -> (Gpt2, Tensor<1>) {
     assert_eq!(shards.len(), devices.len(), "one shard per device");
     let scale = 1.0 / shards.len() as f64;
     let results: Vec<(GradientsParams, Tensor<1>)> = std::thread::scope(|s| {

@@ -24,10 +24,14 @@ fn batch(device: &Device) -> DeviceBatch {
     ];
     let c = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let seqs: Vec<_> = items.iter().zip([0, 1, 3]).map(|(t, stage)| {
-        let e = c.example(t, stage, IDS, &mut rng);
-        (e.input_ids, e.labels)
-    }).collect();
+    let seqs: Vec<_> = items
+        .iter()
+        .zip([0, 1, 3])
+        .map(|(t, stage)| {
+            let e = c.example(t, stage, IDS, &mut rng);
+            (e.input_ids, e.labels)
+        })
+        .collect();
     let b = collate(&seqs, IDS);
     assert_eq!(b.latent_positions.iter().map(Vec::len).collect::<Vec<_>>(), [0, 1, 3]);
     DeviceBatch::new(&b, device)

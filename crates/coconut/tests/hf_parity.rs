@@ -196,10 +196,7 @@ fn gpt2_bpe_matches_hf_gpt2_tokenizer_fast() {
 /// GPT-2's BPE files come from `scripts/fetch-gpt2-bpe.sh` (the test command runs it first).
 fn bpe_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/gpt2-bpe");
-    assert!(
-        dir.join("vocab.json").exists(),
-        "GPT-2 BPE files missing: run scripts/fetch-gpt2-bpe.sh (the README's test command does)"
-    );
+    assert!(dir.join("vocab.json").exists(), "GPT-2 BPE files missing: run scripts/fetch-gpt2-bpe.sh (the README's test command does)");
     dir
 }
 

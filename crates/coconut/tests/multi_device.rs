@@ -24,7 +24,12 @@ fn two_devices_follow_the_single_device_loss_curve() {
 
     let shards_on = |step: usize, devs: &[Device]| -> Vec<_> {
         let halves = [&[0usize, 1, 2, 3][..], &[4, 5, 6, 7][..]];
-        halves.iter().zip(devs).enumerate().map(|(j, (ix, d))| training_batch(&data, ix, &curriculum, 1 + step % 2, &tok, 0, step * 2 + j, d)).collect()
+        halves
+            .iter()
+            .zip(devs)
+            .enumerate()
+            .map(|(j, (ix, d))| training_batch(&data, ix, &curriculum, 1 + step % 2, &tok, 0, step * 2 + j, d))
+            .collect()
     };
     let (mut single, mut multi) = (initial.clone(), initial);
     let (mut opt_single, mut opt_multi) = (optim_cfg.optimizer(), optim_cfg.optimizer());
