@@ -64,6 +64,8 @@ async function openPage(flags) {
 }
 
 async function assertMatchesHf(page, errors) {
+  await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+  assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU|CPU/);
   const status = await page.textContent("#smoke-status");
   assert.equal(await page.getAttribute("#smoke-status", "data-status"), "done", `${status}\n${errors.join("\n")}`);
   const got = JSON.parse(await page.textContent("#smoke-result"));

@@ -41,13 +41,14 @@ fn app() -> Html {
                     Ok(done) => done,
                     Err(e) => Check::Failed(e),
                 });
+                mark_ready();
             });
         });
     }
     let badge = match &*backend {
-        None => html! { <span id="backend" class="badge pending">{"backend: …"}</span> },
+        None => html! { <span id="backend" data-testid="backend-badge" class="badge pending">{"backend: …"}</span> },
         Some(p) => html! {
-            <span id="backend" class={classes!("badge", p.kind_class())} title={p.reason.clone()}>
+            <span id="backend" data-testid="backend-badge" class={classes!("badge", p.kind_class())} title={p.reason.clone()}>
                 {format!("backend: {}", p.label())}
             </span>
         },
@@ -59,7 +60,9 @@ fn app() -> Html {
     });
     let result = match &*check {
         Check::Running(what) => html! { <p id="smoke-status" data-status="running">{format!("Stack check: {what}…")}</p> },
-        Check::Failed(e) => html! { <p id="smoke-status" data-status="failed" class="error">{format!("Stack check failed: {e}")}</p> },
+        Check::Failed(e) => {
+            html! { <p id="smoke-status" data-testid="error" data-status="failed" class="error">{format!("Stack check failed: {e}")}</p> }
+        }
         Check::Done { tokens, logprobs, ms } => {
             let json = serde_json::json!({ "tokens": tokens, "logprobs": logprobs }).to_string();
             html! {
@@ -108,6 +111,13 @@ async fn stack_check(device: &burn::prelude::Device) -> Result<Check, String> {
     let tokens = tok.encode(text).map_err(|e| e.to_string())?;
     let logprobs = score::token_logprobs_async(&model, &tokens, device).await?;
     Ok(Check::Done { tokens, logprobs, ms: now_ms() - t0 })
+}
+
+/// `document.body.dataset.ready = "true"` once the page has finished its start-up work.
+fn mark_ready() {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute("data-ready", "true");
+    }
 }
 
 fn now_ms() -> f64 {
