@@ -7,6 +7,21 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An empty scratch directory for one test.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coconut-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `coconut` and requires success, showing its stderr otherwise.
+fn coconut_ok(args: &[&str]) -> std::process::Output {
+    let out = coconut(args);
+    assert!(out.status.success(), "coconut {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 fn coconut(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_coconut")).args(args).output().expect("run coconut")
 }
@@ -73,11 +88,9 @@ fn help_describes_the_default_run_and_lists_subcommands() {
 
 #[test]
 fn data_commands_generate_check_and_describe() {
-    let dir = std::env::temp_dir().join(format!("coconut-cli-data-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("cli-data");
     let file = dir.join("prosqa.json");
-    let out = coconut(&["data", "prosqa", "--n", "50", "--seed", "3", "--out", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    coconut_ok(&["data", "prosqa", "--n", "50", "--seed", "3", "--out", file.to_str().unwrap()]);
     let out = coconut(&["data", "check", file.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("50 items, all valid"));
@@ -137,21 +150,17 @@ eval_max_new_tokens = 8
 "#;
 
 fn score_text(ckpt: &std::path::Path) -> String {
-    let out = coconut(&["score", "--checkpoint", ckpt.to_str().unwrap(), "--text", "Tom is a wumpus. Every wumpus is a yumpus."]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = coconut_ok(&["score", "--checkpoint", ckpt.to_str().unwrap(), "--text", "Tom is a wumpus. Every wumpus is a yumpus."]);
     String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
 fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
-    let dir = std::env::temp_dir().join(format!("coconut-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("resume");
     let config = dir.join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
-    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    coconut_ok(&["train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
     let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().any(|l| l.contains("val_accuracy")) && metrics.lines().any(|l| l.contains("\"loss\"")));
 
@@ -176,17 +185,14 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(step < 320, "killed mid-run (step {step} of 320)");
-    let out = coconut(&["train", "--resume", killed.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = coconut_ok(&["train", "--resume", killed.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at epoch"));
     assert_eq!(score_text(&whole.join("last")), score_text(&killed.join("last")), "resumed weights differ from the uninterrupted run");
 }
 
 #[test]
 fn nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint() {
-    let dir = std::env::temp_dir().join(format!("coconut-nan-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("nan");
     let config = dir.join("nan.toml");
     std::fs::write(&config, TINY.replace("lr = 1e-3", "lr = 1e30").replace("checkpoint_every = 3", "checkpoint_every = 1")).unwrap();
     let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
@@ -194,16 +200,13 @@ fn nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at step") && err.contains("last good checkpoint"), "{err}");
     assert!(err.contains("NaN") || err.contains("inf"), "{err}");
-    // The last checkpoint written before the bad step still loads.
-    if dir.join("run/last").exists() {
-        score_text(&dir.join("run/last"));
-    }
+    // Step 1 is finite and checkpointed (checkpoint_every = 1); that last good checkpoint still loads.
+    score_text(&dir.join("run/last"));
 }
 
 #[test]
 fn a_malformed_config_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("coconut-badcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("badcfg");
     let config = dir.join("bad.toml");
     std::fs::write(&config, TINY.replace("n_head = 2", "n_heads = 2")).unwrap();
     let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
@@ -216,9 +219,7 @@ fn a_malformed_config_is_a_clear_error() {
 /// answers all of 16 ProsQA questions after 6 continuous thoughts and no language steps (~1.5 min).
 #[test]
 fn a_tiny_model_overfits_16_questions_through_six_thoughts() {
-    let dir = std::env::temp_dir().join(format!("coconut-overfit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("overfit");
     let data = dir.join("q16.json");
     assert!(coconut(&["data", "prosqa", "--n", "16", "--seed", "11", "--out", data.to_str().unwrap()]).status.success());
     let config = dir.join("overfit.toml");
@@ -258,23 +259,15 @@ eval_max_new_tokens = 24
     )
     .unwrap();
     let run = dir.join("run");
-    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    coconut_ok(&["train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
     let report = dir.join("report.json");
-    let out = coconut(&[
-        "eval",
-        "--checkpoint",
-        run.join("last").to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--k",
-        "6",
-        "--max-new-tokens",
-        "24",
-        "--out",
-        report.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ckpt, data_path) = (run.join("last"), data.to_str().unwrap().to_string());
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", &data_path, "--k", "6", "--max-new-tokens", "24"];
+        args.extend_from_slice(extra);
+        coconut_ok(&args)
+    };
+    eval(&["--out", report.to_str().unwrap()]);
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["n"], 16);
     assert_eq!(r["k"], 6);
@@ -284,20 +277,7 @@ eval_max_new_tokens = 24
     // Six thoughts replace all language steps: the outputs are answer-only.
     assert_eq!(r["categories"]["correct_label"], 16, "{r}");
     // The official decoding style (batch 1, full re-run per token) gives the same report.
-    let out = coconut(&[
-        "eval",
-        "--checkpoint",
-        run.join("last").to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--k",
-        "6",
-        "--max-new-tokens",
-        "24",
-        "--decoding",
-        "reference",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = eval(&["--decoding", "reference"]);
     let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((&reference["accuracy"], &reference["categories"]), (&r["accuracy"], &r["categories"]));
     assert_eq!(reference["decoding"], "reference");
@@ -305,9 +285,7 @@ eval_max_new_tokens = 24
 
 #[test]
 fn training_can_start_from_huggingface_gpt2_weights() {
-    let dir = std::env::temp_dir().join(format!("coconut-init-hf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("init-hf");
     // Items in the fixture tokenizer's small vocabulary.
     let items = r#"[{"question": "Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or bompus?",
         "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."], "answer": "Tom is a yumpus."}]"#;
@@ -345,8 +323,7 @@ eval_max_new_tokens = 8
         ),
     )
     .unwrap();
-    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = coconut_ok(&["train", "--config", config.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 layers, d=64"), "the HF model (2 layers, 64 wide) is trained, not the [model] section: {err}");
     score_text(&dir.join("run/last"));
@@ -354,9 +331,7 @@ eval_max_new_tokens = 8
 
 #[test]
 fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
-    let dir = std::env::temp_dir().join(format!("coconut-ddp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("ddp");
     let config = dir.join("c.toml");
     // One device with 2 micro-batches per step vs two devices with one shard each: same global batch.
     std::fs::write(
@@ -368,8 +343,7 @@ fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
     .unwrap();
     let losses = |devices: &str, name: &str| -> Vec<f64> {
         let run = dir.join(name);
-        let out = coconut(&["--devices", devices, "train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        coconut_ok(&["--devices", devices, "train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()
             .lines()

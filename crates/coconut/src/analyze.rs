@@ -64,6 +64,40 @@ pub fn heights(g: &Graph) -> Vec<usize> {
     h
 }
 
+/// Adds `log p(name[j] | prompt, name[..j])` for `j ≥ 1` to each name's first-token log-prob: all
+/// names in one batch over the prompt's KV cache (repeated per name), names right-padded.
+#[allow(clippy::too_many_arguments)]
+fn continue_names(
+    model: &Gpt2,
+    cache: &crate::gpt2::KvCache,
+    names: &[Vec<u32>],
+    prompt_len: usize,
+    longest: usize,
+    mut logp: Vec<f32>,
+    pad: u32,
+    device: &Device,
+) -> Result<Vec<f32>, String> {
+    let rows = names.len();
+    let steps = longest - 1; // inputs: name[0..L-1], predicting name[1..L]
+    let ids: Vec<i64> = names.iter().flat_map(|n| (0..steps).map(move |j| *n.get(j).unwrap_or(&pad) as i64)).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, steps]), device);
+    let positions = Tensor::<1, Int>::arange(prompt_len as i64..(prompt_len + steps) as i64, device).unsqueeze::<2>().expand([rows, steps]);
+    let valid: Vec<bool> = names.iter().flat_map(|n| std::iter::repeat_n(true, prompt_len).chain((0..steps).map(move |j| j < n.len()))).collect();
+    let key_mask = Tensor::<2, Bool>::from_data(TensorData::new(valid, [rows, prompt_len + steps]), device);
+    let cache =
+        crate::gpt2::KvCache { layers: cache.layers.iter().map(|(k, v)| (k.clone().repeat_dim(0, rows), v.clone().repeat_dim(0, rows))).collect() };
+    let out = model.forward(crate::gpt2::Gpt2Input { embeds: model.embed(ids), positions, key_mask: Some(key_mask), cache: Some(cache) });
+    let lp = log_softmax(model.lm_head(out.hidden), 2);
+    let vocab = model.vocab_size();
+    let lp: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+    for (r, name) in names.iter().enumerate() {
+        for (j, &id) in name.iter().enumerate().skip(1) {
+            logp[r] += lp[(r * steps + j - 1) * vocab + id as usize];
+        }
+    }
+    Ok(logp)
+}
+
 pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
     let q: ParsedQuestion = parse_question(question)?;
     let g = Graph { n: q.names.len(), edges: q.edges.clone() };
@@ -77,24 +111,19 @@ pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, d
         let mut prompt = curriculum.prompt(&t_item, t, tok.special);
         let lead = if t == 0 { format!("{} is a", q.names[q.subject]) } else { "Every".to_string() };
         prompt.extend(tok.encode(&lead).map_err(|e| e.to_string())?);
-        // One batch: the prompt followed by each node's name; value = Π p(name tokens).
-        let seqs: Vec<Vec<u32>> = name_ids.iter().map(|ids| prompt.iter().chain(ids).copied().collect()).collect();
-        let batch = collate_prompts(&seqs, tok.special);
-        let b = DeviceBatch::new(&batch, device);
+        // The prompt (with its t thoughts) runs once; value(node) = Π p(name tokens) after it.
+        let b = DeviceBatch::new(&collate_prompts(std::slice::from_ref(&prompt), tok.special), device);
         let out = coconut::forward(model, &b, true);
-        let logp = log_softmax(model.lm_head(out.hidden), 2);
-        let len = batch.len;
-        let logp: Vec<f32> = logp.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
-        let vocab = model.vocab_size();
-        let values: Vec<f32> = name_ids
-            .iter()
-            .enumerate()
-            .map(|(r, ids)| {
-                // Row r ends with the name (left padding): its tokens are the last ids.len() columns.
-                let lp: f32 = ids.iter().enumerate().map(|(j, &id)| logp[(r * len + len - ids.len() - 1 + j) * vocab + id as usize]).sum();
-                lp.exp()
-            })
-            .collect();
+        let len = prompt.len();
+        let first = log_softmax(model.lm_head(out.hidden.clone().slice([0..1, len - 1..len])), 2);
+        let first: Vec<f32> = first.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+        let mut logp: Vec<f32> = name_ids.iter().map(|ids| first[ids[0] as usize]).collect();
+        let longest = name_ids.iter().map(Vec::len).max().unwrap_or(1);
+        if longest > 1 {
+            // Multi-token names: one cached pass over every name's tokens after its first.
+            logp = continue_names(model, &out.cache, &name_ids, len, longest, logp, tok.special.eos, device)?;
+        }
+        let values: Vec<f32> = logp.iter().map(|lp| lp.exp()).collect();
         let top_tokens = match out.thoughts.last() {
             Some(thought) if t > 0 => {
                 let p = softmax(model.lm_head(thought.clone().slice([0..1, 0..thought.dims()[1]])), 1);

@@ -192,18 +192,11 @@ impl Candidates {
     }
 }
 
-/// One random graph by Algorithm 1 (nodes 0 and 1 are the two start persons), or `None` when it
-/// has an isolated node (a person nobody descends from), which is redrawn. About 99% of draws are
-/// redrawn, so this allocates nothing until a graph is accepted. Drawing `k` parents without
-/// replacement is done by redrawing repeats, which gives the same distribution as removing each
-/// chosen node and renormalising.
-pub fn random_graph(rng: &mut impl Rng, cfg: &GenConfig) -> Option<Graph> {
-    let mut edges = Vec::new();
-    let n = random_edges(rng, cfg, &mut edges)?;
-    Some(Graph { n, edges })
-}
-
-/// `random_graph` into a reused edge buffer; returns the node count of an accepted graph.
+/// One random graph by Algorithm 1 (nodes 0 and 1 are the two start persons), written into a
+/// reused edge buffer; returns the node count, or `None` when the graph has an isolated node (a
+/// person nobody descends from), which is redrawn. About 99% of draws are redrawn, so this allocates
+/// nothing. Drawing `k` parents without replacement is done by redrawing repeats, which gives the
+/// same distribution as removing each chosen node and renormalising.
 fn random_edges(rng: &mut impl Rng, cfg: &GenConfig, edges: &mut Vec<(usize, usize)>) -> Option<usize> {
     const MAX: usize = 64;
     edges.clear();

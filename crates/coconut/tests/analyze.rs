@@ -29,3 +29,38 @@ fn analysis_reports_graph_heights_frontiers_and_node_values() {
     }
     assert!(analyze(&model, &tok, "Tom is a florp. Is Tom a florp or wumpus?", 1, &device).is_err());
 }
+
+/// Multi-token names (GPT-2 BPE): the cached per-name continuation equals scoring each full
+/// sequence (prompt, t thoughts, lead, name) from scratch.
+#[test]
+fn multi_token_node_values_equal_scoring_each_full_sequence() {
+    use burn::tensor::activation::log_softmax;
+    use coconut::coconut::{DeviceBatch, forward};
+    use coconut::curriculum::{Curriculum, Tokenized};
+    use coconut::generate::collate_prompts;
+
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/gpt2-bpe");
+    assert!(dir.join("vocab.json").exists(), "GPT-2 BPE files missing: run scripts/fetch-gpt2-bpe.sh");
+    let tok = CoconutTokenizer::gpt2_bpe(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
+    let device = Device::flex();
+    device.seed(5);
+    let model = Gpt2Config { dropout: 0.0, n_positions: 128, ..Gpt2Config::small(tok.vocab_size(), 1, 16, 2) }.init(&device);
+    let q = "Tom is a wumpus. Every wumpus is a yumpus. Tom is a zumpus. Is Tom a yumpus or zumpus?";
+    let a = analyze(&model, &tok, q, 1, &device).unwrap();
+    let t_item = Tokenized::question(q, &tok).unwrap();
+    for (t, lead) in [(0, "Tom is a"), (1, "Every")] {
+        let mut prompt = Curriculum::default().prompt(&t_item, t, tok.special);
+        prompt.extend(tok.encode(lead).unwrap());
+        for (node, name) in a.names.iter().enumerate() {
+            let ids = tok.encode(&format!(" {name}")).unwrap();
+            let seq: Vec<u32> = prompt.iter().chain(&ids).copied().collect();
+            let b = DeviceBatch::new(&collate_prompts(std::slice::from_ref(&seq), tok.special), &device);
+            let lp = log_softmax(model.lm_head(forward(&model, &b, true).hidden), 2);
+            let lp: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().unwrap();
+            let vocab = model.vocab_size();
+            let want: f32 = ids.iter().enumerate().map(|(j, &id)| lp[(prompt.len() - 1 + j) * vocab + id as usize]).sum();
+            let got = a.steps[t].values[node].ln();
+            assert!((got - want).abs() <= 1e-3, "t={t} {name}: {got} vs {want}");
+        }
+    }
+}
