@@ -1,16 +1,24 @@
 // The page as a person meets it, in real headless Chromium: WebGPU on SwiftShader, and the CPU
-// fallback when the browser gives no adapter. Run by scripts/test.sh after scripts/build-web.
-//   node --test tests/e2e/
+// fallback when the browser gives no adapter. The page runs the shipped model
+// (static/models/prosqa-coconut) in its Web Worker; answers and node values are compared with the
+// native `coconut` binary on the same checkpoint. Run by scripts/test.sh after scripts/build-web:
+//   node --test --test-concurrency=1 tests/e2e/
+// Screenshots go to tests/e2e/artifacts/ (kept as test artifacts, not committed).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { readFile, stat } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DIST = join(ROOT, "dist");
+const ARTIFACTS = join(ROOT, "tests/e2e/artifacts");
+const MODEL = join(ROOT, "static/models/prosqa-coconut");
+const COCONUT = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "coconut");
+const VALID = join(ROOT, "../shared/prosqa/prosqa_valid.json");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const BASE_FLAGS = [
   "--no-sandbox", "--disable-gpu-sandbox", "--disable-background-networking",
@@ -24,14 +32,21 @@ const TYPES = {
   ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css",
   ".json": "application/json", ".safetensors": "application/octet-stream",
 };
+const K = 6;
 
 let server, base;
+const requests = [];
 
 before(async () => {
   await stat(join(DIST, "pkg", "coconut_web_bg.wasm")).catch(() => {
     throw new Error("dist/ is not built: run scripts/build-web (the README's test command does)");
   });
+  await stat(COCONUT).catch(() => {
+    throw new Error(`${COCONUT} is missing: the README's test command builds it (cargo test --release)`);
+  });
+  await mkdir(ARTIFACTS, { recursive: true });
   server = createServer(async (req, res) => {
+    requests.push(req.url);
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "");
     const file = join(DIST, path === "" ? "index.html" : path);
     if (!file.startsWith(DIST)) return res.writeHead(403).end();
@@ -48,51 +63,194 @@ before(async () => {
 
 after(() => server?.close());
 
-async function expectedScore() {
-  return JSON.parse(await readFile(join(ROOT, "tests/fixtures/gpt2-tiny-expected.json"), "utf8")).score;
+function native(args) {
+  return execFileSync(COCONUT, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, RAYON_NUM_THREADS: "1" } });
 }
 
-async function openPage(flags) {
+async function launch(flags) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...flags] });
-  const page = await browser.newPage();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  await page.goto(base);
-  await page.waitForSelector('#smoke-status[data-status="done"], #smoke-status[data-status="failed"]', { timeout: 180_000 });
+  // Every value the progress bar shows while the model downloads.
+  await page.addInitScript(() => {
+    window.__progress = [];
+    new MutationObserver(() => {
+      const bar = document.querySelector('[data-testid="load-progress"]');
+      if (bar) window.__progress.push([Number(bar.getAttribute("value")), Number(bar.getAttribute("max"))]);
+    }).observe(document, { subtree: true, attributes: true, childList: true });
+  });
   return { browser, page, errors };
 }
 
-async function assertMatchesHf(page, errors) {
-  await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
-  assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU|CPU/);
-  const status = await page.textContent("#smoke-status");
-  assert.equal(await page.getAttribute("#smoke-status", "data-status"), "done", `${status}\n${errors.join("\n")}`);
-  const got = JSON.parse(await page.textContent("#smoke-result"));
-  const want = await expectedScore();
-  assert.deepEqual(got.tokens, want.tokens, "tokenisation in the page differs from HF's");
-  assert.equal(got.logprobs.length, want.logprobs.length);
-  const worst = Math.max(...got.logprobs.map((v, i) => Math.abs(v - want.logprobs[i])));
-  assert.ok(worst <= 1e-4, `page log-probs differ from HF by ${worst}`);
+async function openApp(flags, url = base) {
+  const s = await launch(flags);
+  await s.page.goto(url);
+  await s.page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 240_000 });
+  const err = await s.page.$('[data-testid="error"]');
+  assert.equal(err, null, `page error: ${err && (await err.textContent())}\n${s.errors.join("\n")}`);
+  return s;
 }
 
-test("WebGPU: the page runs the imported GPT-2 on WebGPU and matches HuggingFace", { timeout: 300_000 }, async () => {
-  const { browser, page, errors } = await openPage(WEBGPU_FLAGS);
+async function ask(page, question, k) {
+  await page.fill('[data-testid="question-input"]', question);
+  await page.fill('[data-testid="k-input"]', String(k));
+  await page.dispatchEvent('[data-testid="k-input"]', "change");
+  const previous = await page.$$eval('[data-testid="answer"]', (els) => els.map((e) => e.textContent).join());
+  await page.click('[data-testid="ask-button"]');
+  await page.waitForFunction(
+    (prev) => {
+      const a = document.querySelector('[data-testid="answer"]');
+      return (a && a.textContent !== prev) || document.querySelector('.watch [data-testid="error"]');
+    },
+    previous, { timeout: 240_000 },
+  );
+  const err = await page.$('.watch [data-testid="error"]');
+  assert.equal(err, null, `ask failed: ${err && (await err.textContent())}`);
+  return (await page.textContent('[data-testid="answer"]')).trim();
+}
+
+async function officialQuestion(i) {
+  return JSON.parse(await readFile(VALID, "utf8"))[i];
+}
+
+function nativeAnswer(question, k) {
+  const out = JSON.parse(native(["generate", "--checkpoint", MODEL, "--question", question, "--k", String(k), "--json"]));
+  return (Array.isArray(out) ? out[0] : out).answer;
+}
+
+test("stack check (check.html): the HF GPT-2 import scores like HuggingFace on WebGPU and on the CPU fallback", { timeout: 300_000 }, async () => {
+  const want = JSON.parse(await readFile(join(ROOT, "tests/fixtures/gpt2-tiny-expected.json"), "utf8")).score;
+  for (const [flags, label] of [[WEBGPU_FLAGS, /WebGPU/], [[], /CPU/]]) {
+    const { browser, page, errors } = await launch(flags);
+    try {
+      await page.goto(base + "check.html");
+      await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 180_000 });
+      assert.match(await page.textContent("#backend"), label, errors.join("\n"));
+      assert.equal(await page.getAttribute("#smoke-status", "data-status"), "done", await page.textContent("#smoke-status"));
+      const got = JSON.parse(await page.textContent("#smoke-result"));
+      assert.deepEqual(got.tokens, want.tokens, "tokenisation in the page differs from HF's");
+      const worst = Math.max(...got.logprobs.map((v, i) => Math.abs(v - want.logprobs[i])));
+      assert.ok(worst <= 1e-4, `page log-probs differ from HF by ${worst}`);
+    } finally {
+      await browser.close();
+    }
+  }
+});
+
+test("WebGPU: load with progress, ask an official question, watch the thoughts, same answer and node values as native", { timeout: 600_000 }, async () => {
+  const { browser, page, errors } = await openApp(WEBGPU_FLAGS);
   try {
-    assert.match(await page.textContent("#backend"), /WebGPU/, `backend badge: ${errors.join("\n")}`);
-    assert.equal(await page.$("#fallback-reason"), null);
-    await assertMatchesHf(page, errors);
+    assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU/, errors.join("\n"));
+    // Loading: the bar moved through the download and ended full; the files were verified and loaded.
+    const web = JSON.parse(await readFile(join(MODEL, "web.json"), "utf8"));
+    const seen = await page.evaluate(() => window.__progress);
+    const values = new Set(seen.map(([v]) => v));
+    assert.ok(values.size >= 2, `progress bar never moved: ${JSON.stringify(seen.slice(0, 10))}`);
+    assert.deepEqual(seen.at(-1), [web.total_bytes, web.total_bytes], "progress ends at the model's total bytes");
+    assert.match(await page.textContent(".load .status"), /loaded/);
+
+    const item = await officialQuestion(3);
+    const t0 = Date.now();
+    const answer = await ask(page, item.question, K);
+    const firstAnswerMs = Date.now() - t0;
+    const frames = await page.$$eval('[data-testid="thought-frame"]', (els) => els.map((e) => ({ t: Number(e.dataset.t), d: JSON.parse(e.dataset.distribution) })));
+    assert.ok(frames.length >= K, `${frames.length} thought frames for k = ${K}`);
+    for (const f of frames) {
+      const sum = f.d.reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(sum - 1) < 1e-3 && f.d.every((v) => v >= 0), `frame ${f.t}: node values sum to ${sum}`);
+    }
+    // The animation runs: the current frame advances to the last one.
+    await page.waitForSelector(`[data-testid="thought-frame"][data-t="${K}"][aria-pressed="true"]`, { timeout: 30_000 });
+    assert.equal(answer, nativeAnswer(item.question, K), "the page's answer differs from `coconut generate`");
+    // WebGPU inference equals native within 1e-3: every node value of every thought.
+    const want = JSON.parse(native(["analyze", "--checkpoint", MODEL, "--question", item.question, "--k", String(K)]));
+    let worst = 0;
+    frames.forEach((f, i) => f.d.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - want.steps[i].distribution[j])))));
+    assert.ok(worst <= 1e-3, `node values differ from native by ${worst}`);
+    const timing = await page.textContent(".timing");
+    console.log(`# WebGPU (SwiftShader): time to first answer ${firstAnswerMs} ms; ${timing}; max |page - native| node value ${worst.toExponential(2)}`);
+    await page.screenshot({ path: join(ARTIFACTS, "webgpu-answer.png"), fullPage: true });
+
+    // An unknown word is flagged as the user types, and the question cannot be asked.
+    await page.fill('[data-testid="question-input"]', item.question.replace(/^Every (\w+)/, "Every wumpuzzle"));
+    await page.waitForSelector('[data-testid="unknown-words"]');
+    assert.match(await page.textContent('[data-testid="unknown-words"]'), /wumpuzzle/);
+    assert.ok(await page.isDisabled('[data-testid="ask-button"]'));
+    assert.ok(await page.$(".unknown-word"), "the unknown word is underlined");
+    await page.screenshot({ path: join(ARTIFACTS, "unknown-word.png"), fullPage: true });
+    // A sentence that is not a ProsQA fact is named.
+    await page.fill('[data-testid="question-input"]', "Tom is a wumpus. Tom likes cats. Is Tom a wumpus or yumpus?");
+    assert.match(await page.textContent('[data-testid="parse-error"]'), /sentence 2/);
+    // No request left this machine's server.
+    assert.ok(requests.every((u) => u.startsWith("/")), "only local requests");
   } finally {
     await browser.close();
   }
 });
 
-test("no WebGPU adapter: the page falls back to the CPU backend, says so, and still matches", { timeout: 300_000 }, async () => {
-  const { browser, page, errors } = await openPage([]);
+test("WebGPU: fine-tune in the tab, the loss chart updates and falls, the page stays responsive", { timeout: 600_000 }, async () => {
+  const { browser, page, errors } = await openApp(WEBGPU_FLAGS);
   try {
-    assert.match(await page.textContent("#backend"), /CPU/);
+    assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU/, errors.join("\n"));
+    const settings = page.locator(".finetune .settings input");
+    await settings.nth(0).fill("0"); // last stage
+    await settings.nth(1).fill("24"); // steps per stage
+    await settings.nth(2).fill("4"); // batch
+    await settings.nth(3).fill("0.003"); // lr
+    for (let i = 0; i < 4; i++) await settings.nth(i).dispatchEvent("change");
+    await settings.nth(5).check(); // from scratch: a clear fall from ln(vocab)
+    await page.click('[data-testid="finetune-start"]');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points) >= 1, null, { timeout: 240_000 });
+    // The UI thread answers while the worker trains.
+    const t0 = Date.now();
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+    assert.ok(Date.now() - t0 < 2000, "the page froze during fine-tuning");
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points) >= 20, null, { timeout: 540_000 });
+    const losses = (await page.getAttribute('[data-testid="finetune-loss"]', "data-losses")).split(",").map(Number);
+    const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    assert.ok(mean(losses.slice(-5)) < mean(losses.slice(0, 5)) * 0.8, `loss did not fall: ${losses.join(", ")}`);
+    console.log(`# fine-tune (WebGPU/SwiftShader): ${await page.textContent('[data-testid="finetune-status"]')}`);
+    await page.screenshot({ path: join(ARTIFACTS, "finetune.png"), fullPage: true });
+  } finally {
+    await browser.close();
+  }
+});
+
+test("no WebGPU adapter: the CPU fallback says so and gives the same answer as native", { timeout: 600_000 }, async () => {
+  const { browser, page } = await openApp([]);
+  try {
+    assert.match(await page.textContent('[data-testid="backend-badge"]'), /CPU/);
     assert.match(await page.textContent("#fallback-reason"), /CPU fallback: .+/);
-    await assertMatchesHf(page, errors);
+    const item = await officialQuestion(3);
+    const t0 = Date.now();
+    const answer = await ask(page, item.question, K);
+    console.log(`# CPU (wasm): time to first answer ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
+    assert.equal(answer, nativeAnswer(item.question, K));
+    await page.screenshot({ path: join(ARTIFACTS, "cpu-answer.png"), fullPage: true });
+  } finally {
+    await browser.close();
+  }
+});
+
+test("a corrupt model download is refused with a clear message and a retry button", { timeout: 300_000 }, async () => {
+  const { browser, page } = await launch([]);
+  try {
+    // Serve a damaged model.bpk (one byte flipped) for this page only.
+    await page.route("**/static/models/prosqa-coconut/model.bpk*", async (route) => {
+      const body = await readFile(join(MODEL, "model.bpk"));
+      body[body.length >> 1] ^= 0xff;
+      await route.fulfill({ status: 200, body, contentType: "application/octet-stream" });
+    });
+    await page.goto(base);
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 240_000 });
+    assert.match(await page.textContent('[data-testid="error"]'), /model\.bpk: SHA-256 differs .*discarded/);
+    assert.ok(await page.$("text=Retry download"));
+    await page.unroute("**/static/models/prosqa-coconut/model.bpk*");
+    await page.click("text=Retry download");
+    await page.waitForSelector(".load .status >> text=loaded", { timeout: 120_000 });
   } finally {
     await browser.close();
   }

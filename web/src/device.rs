@@ -1,11 +1,12 @@
-//! Backend choice in the browser: WebGPU when the browser gives an adapter and a device in time,
-//! else Burn's CPU backend (flex) in wasm, with the reason shown to the user.
+//! Backend choice in the model worker: WebGPU when the browser gives an adapter and a device in
+//! time, else Burn's CPU backend (flex) in wasm, with the reason shown to the user. Works in a
+//! window or a worker (both have `navigator` and `setTimeout` on their global object).
 
 use std::time::Duration;
 
 use burn::prelude::Device;
 use futures::future::{Either, select};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 #[derive(Clone)]
@@ -16,30 +17,21 @@ pub struct Picked {
     pub reason: Option<String>,
 }
 
-impl PartialEq for Picked {
-    fn eq(&self, other: &Self) -> bool {
-        self.webgpu == other.webgpu && self.reason == other.reason
-    }
-}
-
 impl Picked {
-    pub fn label(&self) -> &'static str {
-        if self.webgpu { "WebGPU" } else { "CPU (wasm)" }
-    }
-
-    pub fn kind_class(&self) -> &'static str {
-        if self.webgpu { "gpu" } else { "cpu" }
+    pub fn info(&self) -> crate::protocol::BackendInfo {
+        crate::protocol::BackendInfo { webgpu: self.webgpu, reason: self.reason.clone() }
     }
 }
 
-fn cpu(reason: String) -> Picked {
+pub fn cpu(reason: String) -> Picked {
     Picked { device: Device::flex(), webgpu: false, reason: Some(reason) }
 }
 
 /// Tries WebGPU with a time limit (some browsers never answer `requestAdapter`).
 pub async fn pick(limit: Duration) -> Picked {
-    let Some(window) = web_sys::window() else { return cpu("no window".into()) };
-    let gpu = js_sys::Reflect::get(&window.navigator(), &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
+    let global = js_sys::global();
+    let navigator = js_sys::Reflect::get(&global, &JsValue::from_str("navigator")).unwrap_or(JsValue::UNDEFINED);
+    let gpu = js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
         return cpu("this browser has no WebGPU (navigator.gpu is missing)".into());
     }
@@ -54,8 +46,9 @@ pub async fn pick(limit: Duration) -> Picked {
 pub async fn sleep(d: Duration) {
     let ms = d.as_millis() as i32;
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        let global = js_sys::global();
+        if let Ok(f) = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout")) {
+            let _ = f.unchecked_into::<js_sys::Function>().call2(&global, &resolve, &JsValue::from(ms));
         }
     });
     let _ = JsFuture::from(promise).await;

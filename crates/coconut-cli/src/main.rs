@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+mod bench;
 mod infer;
 mod train;
 
@@ -144,8 +145,30 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
-    /// Training and generation benchmarks against PyTorch (lands with the performance issue).
-    Bench,
+    /// Training samples/s (stages 0, 3, 6), generation latency (batch 1, k = 6) and throughput (batch 32/128),
+    /// peak memory; `--reference` runs the same work in PyTorch + HF transformers in the same run and reports ratios.
+    Bench {
+        /// Model shape: small (4×256, the default training config), page (2×128), gpt2 (GPT-2 124M).
+        #[arg(long, default_value = "small")]
+        config: String,
+        /// Write the results here (JSON); a Markdown table goes next to it (.md).
+        #[arg(long, default_value = "bench.json")]
+        json: PathBuf,
+        /// Also measure PyTorch (scripts/bench_reference.py in .venv, which scripts/bench-reference-env makes when missing).
+        #[arg(long)]
+        reference: bool,
+        /// Training batch size (default: 32 for small/page, 8 for gpt2).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Timed optimizer steps per stage (after one warm-up step).
+        #[arg(long, default_value_t = 3)]
+        train_steps: usize,
+        /// Official test questions timed at batch 1.
+        #[arg(long, default_value_t = 50)]
+        questions: usize,
+        #[arg(long, default_value = "../shared/prosqa/prosqa_test.json")]
+        test_file: PathBuf,
+    },
     /// Export a checkpoint for the page: its four files plus `web.json` (version, method, thoughts,
     /// every file's size and SHA-256, for the page's progress bar, cache and verification).
     ExportWeb {
@@ -336,9 +359,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => export_web(&checkpoint, &out, &method, max_thoughts)?,
-        Command::Bench => {
-            bail!("this subcommand is not built yet: it lands with a later issue (see README, \"Status\")")
-        }
+        Command::Bench { config, json, reference, batch_size, train_steps, questions, test_file } => bench::bench(
+            bench::BenchArgs { config, json, reference, batch_size, train_steps, questions, test_file },
+            device(&cli.backend)?,
+        )?,
     }
     Ok(())
 }

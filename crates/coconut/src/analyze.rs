@@ -10,16 +10,16 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::coconut::{self, DeviceBatch};
 use crate::curriculum::{Curriculum, Tokenized, Variant};
-use crate::generate::collate_prompts;
+use crate::generate::{collate_prompts, read};
 use crate::gpt2::Gpt2;
 use crate::prosqa::{Graph, ParsedQuestion, parse_question};
 use crate::tokenizer::CoconutTokenizer;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThoughtStep {
     /// Thoughts so far.
     pub t: usize,
@@ -32,7 +32,7 @@ pub struct ThoughtStep {
     pub frontier: Vec<usize>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     pub names: Vec<String>,
     pub is_person: Vec<bool>,
@@ -67,7 +67,7 @@ pub fn heights(g: &Graph) -> Vec<usize> {
 /// Adds `log p(name[j] | prompt, name[..j])` for `j ≥ 1` to each name's first-token log-prob: all
 /// names in one batch over the prompt's KV cache (repeated per name), names right-padded.
 #[allow(clippy::too_many_arguments)]
-fn continue_names(
+async fn continue_names(
     model: &Gpt2,
     cache: &crate::gpt2::KvCache,
     names: &[Vec<u32>],
@@ -89,7 +89,7 @@ fn continue_names(
     let out = model.forward(crate::gpt2::Gpt2Input { embeds: model.embed(ids), positions, key_mask: Some(key_mask), cache: Some(cache) });
     let lp = log_softmax(model.lm_head(out.hidden), 2);
     let vocab = model.vocab_size();
-    let lp: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+    let lp: Vec<f32> = read(lp).await?;
     for (r, name) in names.iter().enumerate() {
         for (j, &id) in name.iter().enumerate().skip(1) {
             logp[r] += lp[(r * steps + j - 1) * vocab + id as usize];
@@ -99,35 +99,63 @@ fn continue_names(
 }
 
 pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
-    let q: ParsedQuestion = parse_question(question)?;
-    let g = Graph { n: q.names.len(), edges: q.edges.clone() };
-    let t_item = Tokenized::question(question, tok).map_err(|e| e.to_string())?;
-    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
-    let dist = g.distances(q.subject);
-    let name_ids: Vec<Vec<u32>> =
-        q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    burn::tensor::read_sync(analyze_async(model, tok, question, k, device))
+}
+
+/// `analyze` with asynchronous read-back (WebGPU in a browser).
+pub async fn analyze_async(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
+    let q = Question::new(tok, question, Variant::Coconut)?;
     let mut steps = Vec::with_capacity(k + 1);
     for t in 0..=k {
-        let mut prompt = curriculum.prompt(&t_item, t, tok.special);
+        steps.push(q.step_async(model, tok, t, device).await?);
+    }
+    Ok(q.into_analysis(steps))
+}
+
+/// A question prepared for analysis: its graph, tokens and node names. The page computes its
+/// frames one at a time (`step_async`) to time and stream them.
+pub struct Question {
+    q: ParsedQuestion,
+    g: Graph,
+    tokens: Tokenized,
+    curriculum: Curriculum,
+    name_ids: Vec<Vec<u32>>,
+    dist: Vec<usize>,
+}
+
+impl Question {
+    /// `variant` decides the prompt (latent markers or not).
+    pub fn new(tok: &CoconutTokenizer, question: &str, variant: Variant) -> Result<Self, String> {
+        let q: ParsedQuestion = parse_question(question)?;
+        let g = Graph { n: q.names.len(), edges: q.edges.clone() };
+        let tokens = Tokenized::question(question, tok).map_err(|e| e.to_string())?;
+        let name_ids: Vec<Vec<u32>> =
+            q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let dist = g.distances(q.subject);
+        Ok(Self { q, g, tokens, curriculum: Curriculum { variant, ..Curriculum::default() }, name_ids, dist })
+    }
+
+    /// The frame after `t` thoughts: node values, their distribution, the frontier, top tokens.
+    pub async fn step_async(&self, model: &Gpt2, tok: &CoconutTokenizer, t: usize, device: &Device) -> Result<ThoughtStep, String> {
+        let q = &self.q;
+        let mut prompt = self.curriculum.prompt(&self.tokens, t, tok.special);
         let lead = if t == 0 { format!("{} is a", q.names[q.subject]) } else { "Every".to_string() };
         prompt.extend(tok.encode(&lead).map_err(|e| e.to_string())?);
         // The prompt (with its t thoughts) runs once; value(node) = Π p(name tokens) after it.
         let b = DeviceBatch::new(&collate_prompts(std::slice::from_ref(&prompt), tok.special), device);
-        let out = coconut::forward(model, &b, true);
+        let out = coconut::forward(model, &b, self.curriculum.variant.feeds_back());
         let len = prompt.len();
-        let first = log_softmax(model.lm_head(out.hidden.clone().slice([0..1, len - 1..len])), 2);
-        let first: Vec<f32> = first.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
-        let mut logp: Vec<f32> = name_ids.iter().map(|ids| first[ids[0] as usize]).collect();
-        let longest = name_ids.iter().map(Vec::len).max().unwrap_or(1);
+        let first: Vec<f32> = read(log_softmax(model.lm_head(out.hidden.clone().slice([0..1, len - 1..len])), 2)).await?;
+        let mut logp: Vec<f32> = self.name_ids.iter().map(|ids| first[ids[0] as usize]).collect();
+        let longest = self.name_ids.iter().map(Vec::len).max().unwrap_or(1);
         if longest > 1 {
             // Multi-token names: one cached pass over every name's tokens after its first.
-            logp = continue_names(model, &out.cache, &name_ids, len, longest, logp, tok.special.eos, device)?;
+            logp = continue_names(model, &out.cache, &self.name_ids, len, longest, logp, tok.special.eos, device).await?;
         }
         let values: Vec<f32> = logp.iter().map(|lp| lp.exp()).collect();
         let top_tokens = match out.thoughts.last() {
             Some(thought) if t > 0 => {
-                let p = softmax(model.lm_head(thought.clone().slice([0..1, 0..thought.dims()[1]])), 1);
-                let p: Vec<f32> = p.into_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+                let p: Vec<f32> = read(softmax(model.lm_head(thought.clone().slice([0..1, 0..thought.dims()[1]])), 1)).await?;
                 let mut idx: Vec<usize> = (0..p.len()).collect();
                 idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
                 idx.into_iter().take(5).map(|i| (tok.token(i as u32).unwrap_or_default(), p[i])).collect()
@@ -136,7 +164,12 @@ pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, d
         };
         let total: f32 = values.iter().sum::<f32>().max(f32::MIN_POSITIVE);
         let distribution = values.iter().map(|v| v / total).collect();
-        steps.push(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..g.n).filter(|&v| dist[v] == t + 1).collect() });
+        Ok(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..self.g.n).filter(|&v| self.dist[v] == t + 1).collect() })
     }
-    Ok(Analysis { names: q.names, is_person: q.is_person, edges: q.edges, root: q.subject, options: q.options, heights: heights(&g), steps })
+
+    pub fn into_analysis(self, steps: Vec<ThoughtStep>) -> Analysis {
+        let heights = heights(&self.g);
+        let q = self.q;
+        Analysis { names: q.names, is_person: q.is_person, edges: q.edges, root: q.subject, options: q.options, heights, steps }
+    }
 }

@@ -4,7 +4,8 @@
 //! in the same column, so with the same k their thoughts are aligned too. One multi-pass forward
 //! (`coconut::forward`) fills the thoughts and the KV cache; then each new token is one cached pass
 //! over one column for the whole batch. The only read-back per step is the batch's next token ids
-//! (to stop each row at EOS).
+//! (to stop each row at EOS). `generate_async` is the one implementation (browsers must read back
+//! asynchronously); `generate` blocks on it natively.
 
 use burn::prelude::*;
 
@@ -46,14 +47,26 @@ pub fn collate_prompts(prompts: &[Vec<u32>], ids: SpecialIds) -> Batch {
 
 /// Greedy decoding of every prompt, batched; `feed_back = false` treats latent tokens as pauses.
 pub fn generate(model: &Gpt2, prompts: &[Vec<u32>], ids: SpecialIds, max_new_tokens: usize, feed_back: bool, device: &Device) -> Vec<Generation> {
+    burn::tensor::read_sync(generate_async(model, prompts, ids, max_new_tokens, feed_back, device)).expect("tensor read-back")
+}
+
+/// `generate` with asynchronous read-back (WebGPU in a browser).
+pub async fn generate_async(
+    model: &Gpt2,
+    prompts: &[Vec<u32>],
+    ids: SpecialIds,
+    max_new_tokens: usize,
+    feed_back: bool,
+    device: &Device,
+) -> Result<Vec<Generation>, String> {
     if prompts.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let batch = collate_prompts(prompts, ids);
     let b = DeviceBatch::new(&batch, device);
     let (rows, len) = (batch.batch, batch.len);
     let out = coconut::forward(model, &b, feed_back);
-    let thoughts: Vec<Vec<Vec<f32>>> = read_thoughts(&out.thoughts, rows);
+    let thoughts: Vec<Vec<Vec<f32>>> = read_thoughts(&out.thoughts, rows).await?;
     let mut cache = out.cache;
     let mut hidden = out.hidden.slice([0..rows, len - 1..len]);
     let mut positions: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
@@ -62,7 +75,7 @@ pub fn generate(model: &Gpt2, prompts: &[Vec<u32>], ids: SpecialIds, max_new_tok
     let mut done = vec![false; rows];
     for _ in 0..max_new_tokens {
         let next = model.lm_head(hidden).argmax(2).reshape([rows, 1]); // [rows, 1]
-        let next_ids: Vec<i64> = next.clone().into_data().try_into_vec_as::<i64>().expect("token ids");
+        let next_ids: Vec<i64> = read(next.clone()).await?;
         for (r, &id) in next_ids.iter().enumerate() {
             if !done[r] {
                 if id as u32 == ids.eos {
@@ -82,19 +95,24 @@ pub fn generate(model: &Gpt2, prompts: &[Vec<u32>], ids: SpecialIds, max_new_tok
         cache = step.cache;
         positions.iter_mut().for_each(|p| *p += 1);
     }
-    tokens.into_iter().zip(thoughts).map(|(tokens, thoughts)| Generation { tokens, thoughts }).collect()
+    Ok(tokens.into_iter().zip(thoughts).map(|(tokens, thoughts)| Generation { tokens, thoughts }).collect())
 }
 
-fn read_thoughts(thoughts: &[Tensor<2>], rows: usize) -> Vec<Vec<Vec<f32>>> {
+/// A tensor's values on the host, read asynchronously (the only way WebGPU allows).
+pub async fn read<const D: usize, K: burn::tensor::kind::Basic, T: burn::tensor::Element>(t: Tensor<D, K>) -> Result<Vec<T>, String> {
+    t.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec_as::<T>().map_err(|e| format!("{e:?}"))
+}
+
+async fn read_thoughts(thoughts: &[Tensor<2>], rows: usize) -> Result<Vec<Vec<Vec<f32>>>, String> {
     let mut per_row = vec![Vec::with_capacity(thoughts.len()); rows];
     for t in thoughts {
         let d = t.dims()[1];
-        let v: Vec<f32> = t.clone().into_data().try_into_vec_as::<f32>().expect("thought values");
+        let v: Vec<f32> = read(t.clone()).await?;
         for (r, row) in per_row.iter_mut().enumerate() {
             row.push(v[r * d..(r + 1) * d].to_vec());
         }
     }
-    per_row
+    Ok(per_row)
 }
 
 /// The official decoding, batch 1: re-run the whole sequence (thoughts re-derived each time) for

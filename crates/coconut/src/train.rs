@@ -10,7 +10,7 @@ use crate::coconut::{self, DeviceBatch};
 use crate::curriculum::{Curriculum, Tokenized, collate, epoch_order};
 use crate::data::Item;
 use crate::eval::answer_correct;
-use crate::generate::generate;
+use crate::generate::generate_async;
 use crate::gpt2::Gpt2;
 use crate::tokenizer::CoconutTokenizer;
 
@@ -112,6 +112,7 @@ pub fn optimizer_step(model: Gpt2, optim: &mut ModuleOptimizer, micro: &[DeviceB
 }
 
 /// Answer accuracy of greedy decoding after the stage's thoughts, batched.
+#[allow(clippy::too_many_arguments)]
 pub fn accuracy(
     model: &Gpt2,
     items: &[Item],
@@ -123,13 +124,29 @@ pub fn accuracy(
     max_new_tokens: usize,
     device: &Device,
 ) -> f64 {
+    burn::tensor::read_sync(accuracy_async(model, items, data, curriculum, k, tok, batch_size, max_new_tokens, device)).expect("tensor read-back")
+}
+
+/// `accuracy` with asynchronous read-back (the page's fine-tune).
+#[allow(clippy::too_many_arguments)]
+pub async fn accuracy_async(
+    model: &Gpt2,
+    items: &[Item],
+    data: &[Tokenized],
+    curriculum: &Curriculum,
+    k: usize,
+    tok: &CoconutTokenizer,
+    batch_size: usize,
+    max_new_tokens: usize,
+    device: &Device,
+) -> Result<f64, String> {
     let mut correct = 0;
     for (chunk_items, chunk) in items.chunks(batch_size.max(1)).zip(data.chunks(batch_size.max(1))) {
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|t| curriculum.prompt(t, k, tok.special)).collect();
-        let outs = generate(model, &prompts, tok.special, max_new_tokens, curriculum.variant.feeds_back(), device);
+        let outs = generate_async(model, &prompts, tok.special, max_new_tokens, curriculum.variant.feeds_back(), device).await?;
         correct += chunk_items.iter().zip(outs).filter(|(it, g)| answer_correct(&tok.decode(&g.tokens), it)).count();
     }
-    correct as f64 / items.len().max(1) as f64
+    Ok(correct as f64 / items.len().max(1) as f64)
 }
 
 /// Data-parallel optimizer step through Burn's multi-device support: the model is forked onto each

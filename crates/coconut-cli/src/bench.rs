@@ -1,0 +1,289 @@
+//! `coconut bench`: training and generation speed for a named model shape, and with `--reference`
+//! the same work in PyTorch + HF transformers (scripts/bench_reference.py) in the same run.
+//!
+//! Training: samples/s of full optimizer steps (multi-pass forward, loss, backward, AdamW) on batches of
+//! generated ProsQA at stage 0 (CoT), 3 and 6 (6 thoughts). Generation: official test questions,
+//! k = 6 thoughts, greedy decoding of the answer's length; batch-1 latency and batched throughput.
+//! Weights are freshly initialised on both sides (speed does not depend on them).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use coconut::curriculum::{Curriculum, Tokenized, Variant, collate};
+use coconut::generate::generate;
+use coconut::train::{OptimConfig, optimizer_step, training_batch};
+use coconut::{CoconutTokenizer, Gpt2Config, coconut::DeviceBatch, prosqa};
+use serde_json::{Value, json};
+
+use crate::infer::load_items;
+
+const STAGES: [usize; 3] = [0, 3, 6];
+const K: usize = 6;
+
+pub struct BenchArgs {
+    pub config: String,
+    pub json: PathBuf,
+    pub reference: bool,
+    pub batch_size: Option<usize>,
+    pub train_steps: usize,
+    pub questions: usize,
+    pub test_file: PathBuf,
+}
+
+fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
+    Ok(match name {
+        // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
+        "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
+        // The page's quick model (configs/prosqa-page-coconut.toml).
+        "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32),
+        // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
+        "gpt2" => (Gpt2Config::gpt2_124m(), 8),
+        other => bail!("--config `{other}`: one of small, page, gpt2"),
+    })
+}
+
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn stats(ms: &mut [f64]) -> Value {
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    json!({ "mean": ms.iter().sum::<f64>() / ms.len() as f64, "p50": q(0.5), "p95": q(0.95) })
+}
+
+fn batch_json(b: &coconut::curriculum::Batch) -> Value {
+    let rows = |v: &[i64]| v.chunks(b.len).map(<[i64]>::to_vec).collect::<Vec<_>>();
+    json!({
+        "input_ids": rows(&b.input_ids.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+        "labels": rows(&b.labels),
+        "attention_mask": rows(&b.attention_mask.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+        "position_ids": rows(&b.position_ids),
+        "latent_positions": b.latent_positions,
+    })
+}
+
+pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
+    let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text().as_str()])?;
+    let (config, default_batch) = shape(&args.config, tok.vocab_size())?;
+    let batch_size = args.batch_size.unwrap_or(default_batch);
+    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
+    let ad = device.clone().autodiff();
+    device.seed(0);
+    let threads = threads();
+    eprintln!(
+        "bench: {} ({} layers, d={}, vocab {}), batch {batch_size}, {threads} thread(s), backend device {:?}",
+        args.config, config.n_layer, config.n_embd, config.vocab_size, device
+    );
+
+    // Training batches: generated questions (never the official sets), one batch per stage.
+    let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default());
+    let data: Vec<Tokenized> = coconut::train::tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut train = serde_json::Map::new();
+    let mut ref_train = serde_json::Map::new();
+    for stage in STAGES {
+        let mut model = config.init(&ad);
+        let mut optim = OptimConfig::default().optimizer();
+        let batch = training_batch(&data, &indices, &curriculum, stage, &tok, 0, 0, &ad);
+        let mut step = |model: coconut::Gpt2| {
+            let (m, loss) = optimizer_step(model, &mut optim, std::slice::from_ref(&batch), &curriculum, 1e-4);
+            (m, loss)
+        };
+        let (m, loss) = step(model); // warm-up
+        loss.into_data();
+        model = m;
+        let t0 = Instant::now();
+        let mut last = None;
+        for _ in 0..args.train_steps {
+            let (m, loss) = step(model);
+            model = m;
+            last = Some(loss);
+        }
+        last.expect("steps").into_data(); // one read-back at the end: the work is done
+        let rate = (batch_size * args.train_steps) as f64 / t0.elapsed().as_secs_f64();
+        eprintln!("  train stage {stage}: {rate:.2} samples/s (sequence length {})", batch.len());
+        train.insert(format!("stage{stage}"), json!(rate));
+        if args.reference {
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+            let seqs: Vec<_> = data
+                .iter()
+                .map(|t| {
+                    let e = curriculum.example(t, stage, tok.special, &mut rng);
+                    (e.input_ids, e.labels)
+                })
+                .collect();
+            ref_train.insert(format!("stage{stage}"), batch_json(&collate(&seqs, tok.special)));
+        }
+    }
+
+    // Generation: official test questions, k = 6, the answer's length in new tokens.
+    let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
+    let n = args.questions.min(test.len());
+    let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
+    let prompts: Vec<Vec<u32>> = test_tok.iter().map(|t| curriculum.prompt(t, K, tok.special)).collect();
+    let new_tokens: Vec<usize> = test_tok.iter().map(|t| t.answer.len()).collect();
+    let model = config.init(&device);
+    generate(&model, &prompts[..1], tok.special, 2, true, &device); // warm-up
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        generate(&model, &prompts[i..=i], tok.special, new_tokens[i], true, &device);
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let latency = stats(&mut ms);
+    eprintln!("  generation batch 1, k = {K}: {:.1} ms mean per question ({n} questions)", latency["mean"].as_f64().unwrap_or(0.0));
+    let longest = *new_tokens.iter().max().unwrap_or(&1);
+    let mut per_s = serde_json::Map::new();
+    for b in [32, 128] {
+        let b = b.min(prompts.len());
+        let t0 = Instant::now();
+        generate(&model, &prompts[..b], tok.special, longest, true, &device);
+        let rate = b as f64 / t0.elapsed().as_secs_f64();
+        eprintln!("  generation batch {b}: {rate:.1} questions/s");
+        per_s.insert(format!("b{b}"), json!(rate));
+    }
+    let mut report = json!({
+        "config": args.config,
+        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": model.num_params() },
+        "batch_size": batch_size,
+        "threads": threads,
+        "train_samples_per_s": train,
+        "gen_latency_ms_b1": latency,
+        "gen_questions_per_s": per_s,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.reference {
+        let spec = json!({
+            "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
+                        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
+            "threads": threads,
+            "latent_id": tok.special.latent, "eos_id": tok.special.eos,
+            "train_steps": args.train_steps,
+            "train": ref_train,
+            "gen": { "prompts": &prompts[..n], "new_tokens": &new_tokens[..n], "recompute_questions": n,
+                     "batch_sizes": [32, 128], "batched_prompts": &prompts[..128.min(prompts.len())] },
+        });
+        let reference = run_reference(&spec)?;
+        report["ratios"] = ratios(&report, &reference);
+        report["reference"] = reference;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    let md = args.json.with_extension("md");
+    std::fs::write(&md, markdown(&report))?;
+    println!("{}", markdown(&report));
+    eprintln!("wrote {} and {}", args.json.display(), md.display());
+    Ok(())
+}
+
+/// Runs scripts/bench_reference.py in the repository's Python venv (created by scripts/bench-reference-env).
+fn run_reference(spec: &Value) -> Result<Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let setup = root.join("scripts/bench-reference-env");
+    let out = std::process::Command::new(&setup).output().with_context(|| format!("running {}", setup.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", setup.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let python = String::from_utf8(out.stdout)?.trim().to_string();
+    let dir = std::env::temp_dir().join(format!("coconut-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (input, output) = (dir.join("in.json"), dir.join("out.json"));
+    std::fs::write(&input, serde_json::to_vec(spec)?)?;
+    eprintln!("reference: PyTorch + transformers ({python})…");
+    let status = std::process::Command::new(&python).arg(root.join("scripts/bench_reference.py")).arg(&input).arg(&output).status()?;
+    if !status.success() {
+        bail!("the PyTorch reference failed ({status})");
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(&output)?)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(v)
+}
+
+fn ratios(ours: &Value, theirs: &Value) -> Value {
+    let mut r = serde_json::Map::new();
+    for s in STAGES {
+        let key = format!("stage{s}");
+        let o = ours["train_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN);
+        r.insert(format!("train_{key}_vs_multipass"), json!(o / theirs["train_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN)));
+        r.insert(format!("train_{key}_vs_plain"), json!(o / theirs["train_plain_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN)));
+    }
+    let ours_ms = ours["gen_latency_ms_b1"]["mean"].as_f64().unwrap_or(f64::NAN);
+    r.insert("gen_b1_vs_recompute".into(), json!(theirs["gen_latency_ms_b1_recompute"]["mean"].as_f64().unwrap_or(f64::NAN) / ours_ms));
+    r.insert("gen_b1_vs_kvcache".into(), json!(theirs["gen_latency_ms_b1_kvcache"]["mean"].as_f64().unwrap_or(f64::NAN) / ours_ms));
+    for b in ["b32", "b128"] {
+        let o = ours["gen_questions_per_s"][b].as_f64().unwrap_or(f64::NAN);
+        r.insert(format!("gen_{b}"), json!(o / theirs["gen_questions_per_s"][b].as_f64().unwrap_or(f64::NAN)));
+    }
+    Value::Object(r)
+}
+
+fn markdown(r: &Value) -> String {
+    let f = |v: &Value| v.as_f64().map(|x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }).unwrap_or_else(|| "–".into());
+    let refv = &r["reference"];
+    let has_ref = !refv.is_null();
+    let mut s = format!(
+        "bench `{}`: {} layers × {}, {} parameters, batch {}, {} thread(s)\n\n| measure | ours (Burn) |{}\n|---|---|{}\n",
+        r["config"].as_str().unwrap_or(""),
+        r["model"]["n_layer"],
+        r["model"]["n_embd"],
+        r["model"]["parameters"],
+        r["batch_size"],
+        r["threads"],
+        if has_ref { " PyTorch | ours / PyTorch |" } else { "" },
+        if has_ref { "---|---|" } else { "" }
+    );
+    let mut row = |name: String, ours: &Value, theirs: Option<&Value>, ratio: Option<&Value>| {
+        s += &format!("| {name} | {} |", f(ours));
+        if has_ref {
+            s += &format!(" {} | {} |", theirs.map(f).unwrap_or_else(|| "–".into()), ratio.map(f).unwrap_or_else(|| "–".into()));
+        }
+        s += "\n";
+    };
+    for st in STAGES {
+        let k = format!("stage{st}");
+        row(
+            format!("train samples/s, stage {st} (vs PyTorch Coconut multi-pass)"),
+            &r["train_samples_per_s"][&k],
+            Some(&refv["train_samples_per_s"][&k]),
+            Some(&r["ratios"][format!("train_{k}_vs_multipass")]),
+        );
+        if has_ref {
+            row(
+                format!("train samples/s, stage {st} (vs PyTorch plain forward+backward)"),
+                &r["train_samples_per_s"][&k],
+                Some(&refv["train_plain_samples_per_s"][&k]),
+                Some(&r["ratios"][format!("train_{k}_vs_plain")]),
+            );
+        }
+    }
+    row(
+        "generation ms/question, batch 1, k = 6 (vs official-style re-computation)".into(),
+        &r["gen_latency_ms_b1"]["mean"],
+        Some(&refv["gen_latency_ms_b1_recompute"]["mean"]),
+        Some(&r["ratios"]["gen_b1_vs_recompute"]),
+    );
+    row(
+        "generation ms/question, batch 1, k = 6 (vs HF with KV cache)".into(),
+        &r["gen_latency_ms_b1"]["mean"],
+        Some(&refv["gen_latency_ms_b1_kvcache"]["mean"]),
+        Some(&r["ratios"]["gen_b1_vs_kvcache"]),
+    );
+    for p in ["p50", "p95"] {
+        row(format!("generation {p} ms, batch 1 (vs HF with KV cache)"), &r["gen_latency_ms_b1"][p], Some(&refv["gen_latency_ms_b1_kvcache"][p]), None);
+    }
+    for b in ["b32", "b128"] {
+        row(format!("generation questions/s, batch {}", &b[1..]), &r["gen_questions_per_s"][b], Some(&refv["gen_questions_per_s"][b]), Some(&r["ratios"][format!("gen_{b}")]));
+    }
+    row("peak RSS, MB".into(), &r["peak_rss_mb"], Some(&refv["peak_rss_mb"]), None);
+    s
+}

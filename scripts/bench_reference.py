@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `coconut bench --reference`, written for this repository (not the official code).
+
+Reads the shapes and the exact token sequences our bench used (JSON from `coconut bench`), and measures
+the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the CPU:
+
+  (a) plain forward + backward + AdamW on the training sequences (no thoughts fed back),
+  (b) the Coconut multi-pass forward as the paper describes it: n thoughts => n + 1 sequential passes
+      over the sequence, reusing the KV cache, each thought = the last hidden state of the position
+      before it, then the loss, backward and AdamW,
+  (c) batch-1 greedy decoding after k thoughts, (i) re-running the whole sequence (thoughts re-derived)
+      for every new token, as the official code does, and (ii) with HF's KV cache; and batched
+      KV-cached decoding for the throughput figures.
+
+Usage: bench_reference.py IN.json OUT.json
+"""
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def model_from(cfg):
+    c = GPT2Config(vocab_size=cfg["vocab_size"], n_positions=cfg["n_positions"], n_embd=cfg["n_embd"], n_layer=cfg["n_layer"],
+                   n_head=cfg["n_head"], n_inner=cfg.get("n_inner"), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(c)
+
+
+def tensors(batch):
+    return (torch.tensor(batch["input_ids"]), torch.tensor(batch["labels"]), torch.tensor(batch["attention_mask"]),
+            torch.tensor(batch["position_ids"]), batch["latent_positions"])
+
+
+def coconut_forward(model, ids, mask, pos, latents, feed_back=True):
+    """n thoughts => n + 1 passes; pass i runs up to the i-th thought column, reusing the cache."""
+    wte = model.transformer.wte
+    embeds = wte(ids)
+    n = max((len(l) for l in latents), default=0) if feed_back else 0
+    cols = sorted({l[i] for l in latents for i in range(len(l))}) if n else []
+    hidden, cache, start = [], None, 0
+    for i in range(n + 1):
+        end = cols[i] if i < n else ids.shape[1]
+        out = model.transformer(inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :end], position_ids=pos[:, start:end],
+                                past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        hidden.append(out.last_hidden_state)
+        if i < n:
+            # The thought: the last hidden state before the latent column, fed back as its embedding.
+            thought = out.last_hidden_state[:, -1:, :]
+            embeds = torch.cat([embeds[:, :end], thought, embeds[:, end + 1:]], dim=1)
+        start = end
+    return torch.cat(hidden, dim=1), cache
+
+
+def loss_of(model, hidden, labels):
+    logits = model.lm_head(hidden)
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+def train_rate(model, batch, steps, multipass):
+    ids, labels, mask, pos, latents = tensors(batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+
+    def step():
+        if multipass:
+            hidden, _ = coconut_forward(model, ids, mask, pos, latents)
+            loss = loss_of(model, hidden, labels)
+        else:
+            out = model.transformer(input_ids=ids, attention_mask=mask, position_ids=pos)
+            loss = loss_of(model, out.last_hidden_state, labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss.item()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return ids.shape[0] * steps / (time.perf_counter() - t0)
+
+
+def left_pad(prompts, pad):
+    n = max(map(len, prompts))
+    ids = [[pad] * (n - len(p)) + p for p in prompts]
+    mask = [[0] * (n - len(p)) + [1] * len(p) for p in prompts]
+    pos = [[0] * (n - len(p)) + list(range(len(p))) for p in prompts]
+    lat = [[i + n - len(p) for i, t in enumerate(p) if t == LATENT] for p in prompts]
+    return torch.tensor(ids), torch.tensor(mask), torch.tensor(pos), lat
+
+
+@torch.no_grad()
+def decode_recompute(model, prompt, new_tokens):
+    """The official style: the whole sequence (thoughts included) re-run for every new token."""
+    seq = list(prompt)
+    for _ in range(new_tokens):
+        ids, mask, pos, lat = left_pad([seq], EOS)
+        hidden, _ = coconut_forward(model, ids, mask, pos, lat)
+        nxt = int(model.lm_head(hidden[:, -1]).argmax(-1))
+        if nxt == EOS:
+            break
+        seq.append(nxt)
+    return seq[len(prompt):]
+
+
+@torch.no_grad()
+def decode_cached(model, prompts, new_tokens):
+    ids, mask, pos, lat = left_pad(prompts, EOS)
+    hidden, cache = coconut_forward(model, ids, mask, pos, lat)
+    nxt = model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
+    p = pos[:, -1:] + 1
+    done = nxt[:, 0] == EOS
+    for _ in range(new_tokens - 1):
+        mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+        out = model.transformer(input_ids=nxt, attention_mask=mask, position_ids=p, past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        nxt = model.lm_head(out.last_hidden_state[:, -1]).argmax(-1, keepdim=True)
+        done |= nxt[:, 0] == EOS
+        if bool(done.all()):
+            break
+        p = p + 1
+
+
+def latency(fn, prompts, new_tokens):
+    ms = []
+    for p, n in zip(prompts, new_tokens):
+        t0 = time.perf_counter()
+        fn(p, n)
+        ms.append((time.perf_counter() - t0) * 1000)
+    q = statistics.quantiles(ms, n=20)
+    return {"mean": statistics.fmean(ms), "p50": statistics.median(ms), "p95": q[18]}
+
+
+def main():
+    global LATENT, EOS
+    spec = json.load(open(sys.argv[1]))
+    torch.set_num_threads(spec["threads"])
+    LATENT, EOS = spec["latent_id"], spec["eos_id"]
+    model = model_from(spec["config"])
+    out = {"threads": spec["threads"], "torch": torch.__version__, "train_samples_per_s": {}, "train_plain_samples_per_s": {}}
+    for stage, batch in spec["train"].items():
+        model.train()
+        out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True)
+        out["train_plain_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=False)
+    model.eval()
+    gen = spec["gen"]
+    out["gen_latency_ms_b1_recompute"] = latency(lambda p, n: decode_recompute(model, p, n), gen["prompts"][: gen["recompute_questions"]], gen["new_tokens"])
+    out["gen_latency_ms_b1_kvcache"] = latency(lambda p, n: decode_cached(model, [p], n), gen["prompts"], gen["new_tokens"])
+    out["gen_latency_ms_b1"] = out["gen_latency_ms_b1_kvcache"]
+    out["gen_questions_per_s"] = {}
+    for b in gen["batch_sizes"]:
+        prompts = gen["batched_prompts"][:b]
+        decode_cached(model, prompts[:2], 2)  # warm-up
+        t0 = time.perf_counter()
+        decode_cached(model, prompts, max(gen["new_tokens"]))
+        out["gen_questions_per_s"][f"b{b}"] = len(prompts) / (time.perf_counter() - t0)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    json.dump(out, open(sys.argv[2], "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

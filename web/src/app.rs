@@ -1,0 +1,776 @@
+//! The page (UI thread): the model lives in a Web Worker (`static/worker.js` → `worker_main`); this
+//! side only renders, validates input and exchanges typed messages with it.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use coconut::CoconutTokenizer;
+use coconut::prosqa::{self, ParsedQuestion, parse_question};
+use coconut::tokenizer::TokenizerError;
+use serde::Deserialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement, MessageEvent, Worker, WorkerOptions, WorkerType};
+use yew::prelude::*;
+
+use crate::chart::LossChart;
+use crate::graph::{Graph, path_edges};
+use crate::protocol::*;
+
+/// The shipped model, relative to the page.
+const MODEL_DIR: &str = "static/models/prosqa-coconut";
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Example {
+    pub question: String,
+    pub answer: String,
+}
+
+#[derive(Clone, Default, PartialEq)]
+struct FineTuneView {
+    running: bool,
+    paused: bool,
+    total_steps: usize,
+    step: usize,
+    stage: usize,
+    samples_per_s: f64,
+    losses: Vec<(usize, f32)>,
+    accuracy: Vec<(usize, f64)>,
+    last_eval: Option<(usize, usize, f64)>,
+    info: Option<String>,
+    finished: Option<bool>,
+    error: Option<String>,
+    in_use: bool,
+    downloads: Vec<(String, String)>,
+}
+
+#[derive(Clone, Default, PartialEq)]
+struct Page {
+    started: bool,
+    backend: Option<BackendInfo>,
+    progress: Option<(String, u64, u64)>,
+    model: Option<ModelInfo>,
+    tokenizer: Option<Rc<TokenizerHandle>>,
+    load_error: Option<String>,
+    asking: Option<u32>,
+    report: Option<Rc<AnswerReport>>,
+    ask_error: Option<String>,
+    ft: FineTuneView,
+    error: Option<String>,
+}
+
+/// A tokenizer compared by identity (it has no PartialEq).
+struct TokenizerHandle(CoconutTokenizer);
+
+impl PartialEq for TokenizerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+enum Action {
+    Worker(FromWorker),
+    WorkerDied(String),
+    Asking(u32),
+    LoadError(String),
+    Loading,
+}
+
+impl Reducible for Page {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut p = Rc::try_unwrap(self).unwrap_or_else(|rc| (*rc).clone());
+        match action {
+            Action::Asking(id) => {
+                p.asking = Some(id);
+                p.ask_error = None;
+            }
+            Action::Loading => {
+                p.load_error = None;
+                p.progress = None;
+            }
+            Action::LoadError(e) => p.load_error = Some(e),
+            Action::WorkerDied(reason) => {
+                p.started = false;
+                p.asking = None;
+                p.ft.running = false;
+                p.error = Some(reason);
+            }
+            Action::Worker(msg) => match msg {
+                FromWorker::Started => p.started = true,
+                FromWorker::Backend(b) => p.backend = Some(b),
+                FromWorker::Progress { file, loaded, total } => p.progress = Some((file, loaded, total)),
+                FromWorker::Loaded(info) => {
+                    p.tokenizer = CoconutTokenizer::from_json(info.tokenizer_json.as_bytes()).ok().map(|t| Rc::new(TokenizerHandle(t)));
+                    p.model = Some(info);
+                    p.load_error = None;
+                    p.error = None;
+                }
+                FromWorker::LoadFailed { message } => p.load_error = Some(message),
+                FromWorker::Answer(r) => {
+                    if p.asking == Some(r.id) {
+                        p.asking = None;
+                    }
+                    p.report = Some(Rc::new(*r));
+                }
+                FromWorker::AskFailed { id, message } => {
+                    if p.asking == Some(id) {
+                        p.asking = None;
+                    }
+                    p.ask_error = Some(message);
+                }
+                FromWorker::FineTune(ev) => fine_tune_event(&mut p.ft, ev),
+                FromWorker::DownloadReady { files } => p.ft.downloads = files,
+                FromWorker::Error { message } => p.error = Some(message),
+            },
+        }
+        Rc::new(p)
+    }
+}
+
+fn fine_tune_event(ft: &mut FineTuneView, ev: FineTuneEvent) {
+    match ev {
+        FineTuneEvent::Started { total_steps, train_questions, heldout_questions, seed } => {
+            *ft = FineTuneView {
+                running: true,
+                total_steps,
+                info: Some(format!("{train_questions} generated questions (seed {seed}), {heldout_questions} held out")),
+                ..FineTuneView::default()
+            };
+        }
+        FineTuneEvent::Step { step, stage, loss, samples_per_s } => {
+            ft.step = step;
+            ft.stage = stage;
+            ft.samples_per_s = samples_per_s;
+            ft.losses.push((step, loss));
+        }
+        FineTuneEvent::Eval { step, stage, k, accuracy } => {
+            ft.accuracy.push((step, accuracy));
+            ft.last_eval = Some((stage, k, accuracy));
+        }
+        FineTuneEvent::Paused { .. } => ft.paused = true,
+        FineTuneEvent::Resumed { .. } => ft.paused = false,
+        FineTuneEvent::Finished { cancelled, .. } => {
+            ft.running = false;
+            ft.paused = false;
+            ft.finished = Some(cancelled);
+        }
+        FineTuneEvent::Failed { message } => {
+            ft.running = false;
+            ft.error = Some(message);
+        }
+        FineTuneEvent::InUse => ft.in_use = true,
+    }
+}
+
+/// The worker and a way to restart it on the CPU.
+#[derive(Clone)]
+struct WorkerHandle(Rc<RefCell<Option<Worker>>>);
+
+impl PartialEq for WorkerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl WorkerHandle {
+    fn send(&self, msg: &ToWorker) {
+        if let (Some(w), Ok(v)) = (self.0.borrow().as_ref(), serde_wasm_bindgen::to_value(msg)) {
+            let _ = w.post_message(&v);
+        }
+    }
+}
+
+fn absolute(url: &str) -> String {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.base_uri().ok().flatten())
+        .and_then(|base| web_sys::Url::new_with_base(url, &base).ok())
+        .map(|u| u.href())
+        .unwrap_or_else(|| url.to_string())
+}
+
+fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
+/// Starts the model worker; if it dies (a WebGPU device lost takes the wasm instance with it), a
+/// new one starts on the CPU and loads the model again.
+fn spawn_worker(handle: WorkerHandle, dispatch: UseReducerDispatcher<Page>, force_cpu: bool) {
+    let opts = WorkerOptions::new();
+    opts.set_type(WorkerType::Module);
+    let url = if force_cpu { "static/worker.js?backend=cpu" } else { "static/worker.js" };
+    let worker = match Worker::new_with_options(url, &opts) {
+        Ok(w) => w,
+        Err(e) => {
+            dispatch.dispatch(Action::LoadError(format!("this browser cannot start the model worker: {e:?}")));
+            mark_ready();
+            return;
+        }
+    };
+    let (h, d) = (handle.clone(), dispatch.clone());
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<FromWorker>(ev.data()) {
+        Ok(msg) => {
+            match &msg {
+                FromWorker::Started => h.send(&ToWorker::Load { base: absolute(MODEL_DIR) }),
+                FromWorker::Loaded(_) | FromWorker::LoadFailed { .. } => mark_ready(),
+                _ => {}
+            }
+            d.dispatch(Action::Worker(msg));
+        }
+        Err(e) => d.dispatch(Action::Worker(FromWorker::Error { message: format!("malformed message from the worker: {e}") })),
+    });
+    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    onmessage.forget();
+    let (h, d) = (handle.clone(), dispatch.clone());
+    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+        let why = ev.message();
+        if let Some(w) = h.0.borrow_mut().take() {
+            w.terminate();
+        }
+        if force_cpu {
+            d.dispatch(Action::WorkerDied(format!("The model worker stopped: {why}. Reload the page to try again.")));
+            mark_ready();
+        } else {
+            d.dispatch(Action::WorkerDied(format!("The WebGPU worker stopped ({why}); continuing on the CPU.")));
+            spawn_worker(h.clone(), d.clone(), true);
+        }
+    });
+    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    onerror.forget();
+    *handle.0.borrow_mut() = Some(worker);
+}
+
+/// `document.body.dataset.ready = "true"` once the model is loaded (or failed to load, with the error shown).
+fn mark_ready() {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute("data-ready", "true");
+    }
+}
+
+/// What the question box currently says about the text.
+#[derive(PartialEq)]
+struct Validation {
+    unknown: Vec<String>,
+    parse: Result<ParsedQuestion, String>,
+}
+
+fn validate(text: &str, tok: Option<&TokenizerHandle>) -> Validation {
+    let unknown = match tok.map(|t| t.0.encode(text)) {
+        Some(Err(TokenizerError::UnknownWords(w))) => w,
+        _ => Vec::new(),
+    };
+    Validation { unknown, parse: parse_question(text) }
+}
+
+fn random_question(seed: u64) -> Option<coconut::data::Item> {
+    prosqa::generate(1, seed, &prosqa::GenConfig::default(), &HashSet::new()).into_iter().next()
+}
+
+async fn fetch_examples() -> Result<Vec<Example>, String> {
+    let w = web_sys::window().ok_or("no window")?;
+    let resp: web_sys::Response =
+        JsFuture::from(w.fetch_with_str("static/examples.json")).await.map_err(|e| format!("{e:?}"))?.dyn_into().map_err(|_| "not a response")?;
+    let text = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
+    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| format!("static/examples.json: {e}"))
+}
+
+#[function_component(App)]
+pub fn app() -> Html {
+    let page = use_reducer(Page::default);
+    let worker = use_memo((), |_| WorkerHandle(Rc::new(RefCell::new(None))));
+    let examples = use_state(Vec::<Example>::new);
+    let question = use_state(String::new);
+    let seed_note = use_state(|| None::<String>);
+    let k = use_state(|| 6usize);
+    let mode = use_state(|| Mode::Coconut);
+    let next_id = use_mut_ref(|| 0u32);
+    {
+        let (worker, dispatch, examples, question) = ((*worker).clone(), page.dispatcher(), examples.clone(), question.clone());
+        use_effect_with((), move |_| {
+            spawn_worker(worker, dispatch, query_param("backend").as_deref() == Some("cpu"));
+            spawn_local(async move {
+                if let Ok(ex) = fetch_examples().await {
+                    if let Some(first) = ex.first() {
+                        question.set(first.question.clone());
+                    }
+                    examples.set(ex);
+                }
+            });
+        });
+    }
+    let valid = validate(&question, page.tokenizer.as_deref());
+    let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(6);
+    let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
+
+    let on_ask = {
+        let (worker, dispatch, question, k, mode, next_id) = ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode.clone(), next_id.clone());
+        Callback::from(move |_: ()| {
+            let id = {
+                let mut n = next_id.borrow_mut();
+                *n += 1;
+                *n
+            };
+            dispatch.dispatch(Action::Asking(id));
+            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode: (*mode).clone() }));
+        })
+    };
+
+    html! {
+      <main>
+        <header class="top">
+          <div>
+            <h1>{"Coconut"}</h1>
+            <p class="tagline">{"Chain of Continuous Thought: a GPT-2 that reasons in latent space, running in this tab."}</p>
+          </div>
+          { backend_badge(&page) }
+        </header>
+        if let Some(e) = &page.error {
+          <p class="error" data-testid="error" role="alert">{e.clone()}</p>
+        }
+        { load_panel(&page, &worker) }
+        <div class="columns">
+          <section class="ask" aria-labelledby="ask-h">
+            <h2 id="ask-h">{"Ask a ProsQA question"}</h2>
+            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, max_k, &valid, can_ask, on_ask) }
+          </section>
+          <section class="watch" aria-labelledby="watch-h">
+            <h2 id="watch-h">{"Watch the continuous thoughts"}</h2>
+            <Watch report={page.report.clone()} question={valid.parse.clone().ok()} asking={page.asking.is_some()} error={page.ask_error.clone()} />
+          </section>
+        </div>
+        <section class="finetune" aria-labelledby="ft-h">
+          <h2 id="ft-h">{"Fine-tune in this tab"}</h2>
+          <FineTunePanel ft_loaded={page.model.is_some()} worker={(*worker).clone()} page={page.clone()} />
+        </section>
+        <footer>
+          <p>{"Everything runs locally: the model, its tokenizer and this page come from this server; nothing is sent anywhere. "}
+             {"Example questions: the official ProsQA validation set (facebookresearch/coconut, MIT). "}
+             {"Paper: Hao et al., Training Large Language Models to Reason in a Continuous Latent Space (2024)."}</p>
+        </footer>
+      </main>
+    }
+}
+
+fn backend_badge(page: &Page) -> Html {
+    match &page.backend {
+        None => html! { <span id="backend" data-testid="backend-badge" class="badge pending">{"backend: starting…"}</span> },
+        Some(b) => html! {
+            <div class="backend">
+              <span id="backend" data-testid="backend-badge" class={classes!("badge", if b.webgpu { "gpu" } else { "cpu" })}
+                    title={b.reason.clone()}>{format!("backend: {}", b.label())}</span>
+              if let Some(r) = &b.reason {
+                <p id="fallback-reason" class="note">{format!("CPU fallback: {r}")}</p>
+              }
+            </div>
+        },
+    }
+}
+
+fn load_panel(page: &UseReducerHandle<Page>, worker: &WorkerHandle) -> Html {
+    let (loaded, total) = page.progress.as_ref().map(|p| (p.1, p.2)).unwrap_or((0, 0));
+    let status = match (&page.model, &page.load_error) {
+        (_, Some(e)) => html! { <span class="error" data-testid="error" role="alert">{format!("Model not loaded: {e}")}</span> },
+        (Some(m), None) => html! {
+            <span>{format!("{} — {} ({} layers × {}, {:.2} M parameters, trained as {}){}",
+                m.source, "loaded", m.layers, m.width, m.parameters as f64 / 1e6, m.method,
+                if m.from_cache { ", from the browser cache" } else { "" })}</span>
+        },
+        (None, None) if total > 0 => html! { <span>{format!("Downloading the model: {:.1} / {:.1} MB", loaded as f64 / 1e6, total as f64 / 1e6)}</span> },
+        (None, None) => html! { <span>{"Starting the model worker…"}</span> },
+    };
+    let retry = {
+        let (worker, dispatch) = (worker.clone(), page.dispatcher());
+        Callback::from(move |_: MouseEvent| {
+            dispatch.dispatch(Action::Loading);
+            worker.send(&ToWorker::Load { base: absolute(MODEL_DIR) });
+        })
+    };
+    let on_files = {
+        let (worker, dispatch) = (worker.clone(), page.dispatcher());
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            let Some(files) = input.files() else { return };
+            let (worker, dispatch) = (worker.clone(), dispatch.clone());
+            spawn_local(async move {
+                match read_checkpoint_files(&files).await {
+                    Ok(msg) => {
+                        dispatch.dispatch(Action::Loading);
+                        worker.send(&msg);
+                    }
+                    Err(e) => dispatch.dispatch(Action::LoadError(e)),
+                }
+            });
+        })
+    };
+    html! {
+      <section class="load" aria-label="Model">
+        <progress data-testid="load-progress" max={total.max(1).to_string()} value={if page.model.is_some() { total.max(1) } else { loaded }.to_string()}
+                  aria-label="Model download progress"></progress>
+        <p class="status">{status}</p>
+        if page.load_error.is_some() {
+          <button onclick={retry}>{"Retry download"}</button>
+        }
+        <label class="file">{"Load your own checkpoint (its manifest.json, config.json, tokenizer.json and model.bpk): "}
+          <input type="file" multiple=true onchange={on_files} />
+        </label>
+      </section>
+    }
+}
+
+async fn read_checkpoint_files(files: &web_sys::FileList) -> Result<ToWorker, String> {
+    let mut parts: Vec<(String, web_sys::File)> = Vec::new();
+    for i in 0..files.length() {
+        if let Some(f) = files.get(i) {
+            parts.push((f.name(), f));
+        }
+    }
+    let find = |name: &str| parts.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).ok_or(format!("pick the checkpoint's {name} too"));
+    let text = |f: web_sys::File| async move { JsFuture::from(f.text()).await.map(|t| t.as_string().unwrap_or_default()).map_err(|e| format!("{e:?}")) };
+    let weights = JsFuture::from(find("model.bpk")?.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
+    Ok(ToWorker::LoadFiles {
+        manifest: text(find("manifest.json")?).await?,
+        config: text(find("config.json")?).await?,
+        tokenizer: text(find("tokenizer.json")?).await?,
+        weights: js_sys::Uint8Array::new(&weights).to_vec(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn question_panel(
+    page: &Page,
+    examples: &UseStateHandle<Vec<Example>>,
+    question: &UseStateHandle<String>,
+    seed_note: &UseStateHandle<Option<String>>,
+    k: &UseStateHandle<usize>,
+    mode: &UseStateHandle<Mode>,
+    max_k: usize,
+    valid: &Validation,
+    can_ask: bool,
+    on_ask: Callback<()>,
+) -> Html {
+    let on_example = {
+        let (examples, question, seed_note) = (examples.clone(), question.clone(), seed_note.clone());
+        Callback::from(move |e: Event| {
+            let sel: HtmlSelectElement = e.target_unchecked_into();
+            if let Some(ex) = sel.value().parse::<usize>().ok().and_then(|i| examples.get(i)) {
+                question.set(ex.question.clone());
+                seed_note.set(None);
+            }
+        })
+    };
+    let on_random = {
+        let (question, seed_note) = (question.clone(), seed_note.clone());
+        Callback::from(move |_: MouseEvent| {
+            let seed = (js_sys::Math::random() * 1e9) as u64;
+            if let Some(item) = random_question(seed) {
+                question.set(item.question);
+                seed_note.set(Some(format!("generated by our ProsQA generator, seed {seed} (expected answer: {})", item.answer)));
+            }
+        })
+    };
+    let on_input = {
+        let (question, seed_note) = (question.clone(), seed_note.clone());
+        Callback::from(move |e: InputEvent| {
+            let area: HtmlTextAreaElement = e.target_unchecked_into();
+            question.set(area.value());
+            seed_note.set(None);
+        })
+    };
+    let on_key = {
+        let on_ask = on_ask.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" && (e.ctrl_key() || e.meta_key()) && can_ask {
+                e.prevent_default();
+                on_ask.emit(());
+            }
+        })
+    };
+    let on_k = {
+        let k = k.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            if let Ok(v) = input.value().parse::<usize>() {
+                k.set(v.min(max_k));
+            }
+        })
+    };
+    let on_mode = {
+        let mode = mode.clone();
+        Callback::from(move |e: Event| {
+            let sel: HtmlSelectElement = e.target_unchecked_into();
+            mode.set(if sel.value() == "cot" { Mode::Cot } else { Mode::Coconut });
+        })
+    };
+    let unknown: HashSet<&str> = valid.unknown.iter().map(String::as_str).collect();
+    let preview = question.split_inclusive(char::is_whitespace).map(|w| {
+        let bare = w.trim().trim_end_matches(['.', '?', ',']);
+        if unknown.contains(bare) { html! { <u class="unknown-word">{w}</u> } } else { html! { {w} } }
+    });
+    let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
+    html! {
+      <>
+        <div class="row">
+          <label>{"Example: "}
+            <select onchange={on_example} aria-label="Example questions from the official validation set">
+              { for examples.iter().enumerate().map(|(i, ex)| html! { <option value={i.to_string()}>{format!("validation #{} ({})", i + 1, ex.answer)}</option> }) }
+            </select>
+          </label>
+          <button onclick={on_random}>{"New random question"}</button>
+        </div>
+        if let Some(note) = &**seed_note { <p class="note">{note.clone()}</p> }
+        <label for="question">{"Question (facts, then “Is X a A or B?”)"}</label>
+        <textarea id="question" data-testid="question-input" rows="8" value={(**question).clone()} oninput={on_input} onkeydown={on_key}
+                  aria-invalid={(!valid.unknown.is_empty() || valid.parse.is_err()).to_string()} spellcheck="false" />
+        if !valid.unknown.is_empty() {
+          <div class="invalid" data-testid="unknown-words" role="status">
+            <p>{format!("Not in the model's vocabulary: {}", valid.unknown.join(", "))}</p>
+            <p class="preview">{ for preview }</p>
+          </div>
+        }
+        if let Err(e) = &valid.parse {
+          <p class="invalid" data-testid="parse-error" role="status">{e.clone()}</p>
+        }
+        <div class="row">
+          <label>{"Thoughts k "}
+            <input type="number" data-testid="k-input" min="0" max={max_k.to_string()} value={k.to_string()} onchange={on_k}
+                   disabled={**mode == Mode::Cot} />
+          </label>
+          <label>{"Mode "}
+            <select onchange={on_mode} aria-label="Reasoning mode">
+              <option value="coconut" selected={**mode == Mode::Coconut} disabled={is_cot_model}>{"Coconut (latent thoughts)"}</option>
+              <option value="cot" selected={**mode == Mode::Cot}>{"CoT (language steps)"}</option>
+            </select>
+          </label>
+          <button class="primary" data-testid="ask-button" disabled={!can_ask} onclick={Callback::from(move |_: MouseEvent| on_ask.emit(()))}>
+            { if page.asking.is_some() { "Thinking…" } else { "Ask" } }
+          </button>
+        </div>
+        <p class="note">{"Ctrl+Enter asks. k thoughts are fed back as the next input embeddings before the model switches to language."}</p>
+      </>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct WatchProps {
+    report: Option<Rc<AnswerReport>>,
+    question: Option<ParsedQuestion>,
+    asking: bool,
+    error: Option<String>,
+}
+
+/// The graph, the thought timeline with play/pause/step/speed, the answer and the timings.
+#[function_component(Watch)]
+fn watch(p: &WatchProps) -> Html {
+    let frame = use_state(|| 0usize);
+    let playing = use_state(|| false);
+    let speed_ms = use_state(|| 900u32);
+    let frames = p.report.as_ref().map(|r| r.analysis.steps.len()).unwrap_or(0);
+    {
+        // A new answer: start the animation from the first frame.
+        let (frame, playing) = (frame.clone(), playing.clone());
+        let id = p.report.as_ref().map(|r| r.id);
+        use_effect_with(id, move |_| {
+            frame.set(0);
+            playing.set(true);
+        });
+    }
+    {
+        let (frame, playing) = (frame.clone(), playing.clone());
+        use_effect_with((*frame, *playing, *speed_ms, frames), move |&(f, play, ms, n)| {
+            let timeout = (play && n > 0).then(|| {
+                gloo_timers::callback::Timeout::new(ms, move || {
+                    if f + 1 < n {
+                        frame.set(f + 1);
+                    } else {
+                        playing.set(false);
+                    }
+                })
+            });
+            move || drop(timeout)
+        });
+    }
+    let Some(r) = &p.report else {
+        return html! {
+          <>
+            if let Some(q) = &p.question { <Graph question={q.clone()} /> }
+            <p class="note">{ if p.asking { "Thinking…" } else { "Ask to see what each continuous thought favours on this graph." } }</p>
+            if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
+          </>
+        };
+    };
+    let a = &r.analysis;
+    let q = ParsedQuestion { names: a.names.clone(), is_person: a.is_person.clone(), edges: a.edges.clone(), subject: a.root, options: a.options };
+    let cur = (*frame).min(frames.saturating_sub(1));
+    let step = &a.steps[cur];
+    let done = cur + 1 == frames;
+    let answer_node = r.answer.split_whitespace().last().map(|w| w.trim_end_matches('.')).and_then(|w| a.names.iter().position(|n| n == w));
+    let path = if done { path_edges(&r.text, &q) } else { Vec::new() };
+    let timeline = a.steps.iter().enumerate().map(|(i, s)| {
+        let frame = frame.clone();
+        let playing = playing.clone();
+        let best = s.distribution.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(v, d)| format!("{} {:.0}%", a.names[v], d * 100.0));
+        let dist_json = serde_json::to_string(&s.distribution).unwrap_or_default();
+        html! {
+          <button class={classes!("frame", (i == cur).then_some("current"))} data-testid="thought-frame" data-t={s.t.to_string()}
+                  data-distribution={dist_json} aria-pressed={(i == cur).to_string()}
+                  onclick={Callback::from(move |_: MouseEvent| { playing.set(false); frame.set(i); })}>
+            <span class="t">{ if s.t == 0 { "question".to_string() } else { format!("thought {}", s.t) } }</span>
+            <span class="best">{best.unwrap_or_default()}</span>
+            <span class="ms">{format!("{:.0} ms", r.frame_ms.get(i).copied().unwrap_or(0.0))}</span>
+          </button>
+        }
+    });
+    let controls = {
+        let (frame, playing, speed_ms) = (frame.clone(), playing.clone(), speed_ms.clone());
+        let toggle = {
+            let (frame, playing) = (frame.clone(), playing.clone());
+            Callback::from(move |_: MouseEvent| {
+                if !*playing && cur + 1 == frames {
+                    frame.set(0);
+                }
+                playing.set(!*playing);
+            })
+        };
+        let back = {
+            let (frame, playing) = (frame.clone(), playing.clone());
+            Callback::from(move |_: MouseEvent| {
+                playing.set(false);
+                frame.set(cur.saturating_sub(1));
+            })
+        };
+        let fwd = {
+            let (frame, playing) = (frame.clone(), playing.clone());
+            Callback::from(move |_: MouseEvent| {
+                playing.set(false);
+                frame.set((cur + 1).min(frames - 1));
+            })
+        };
+        let on_speed = Callback::from(move |e: Event| {
+            let sel: HtmlSelectElement = e.target_unchecked_into();
+            speed_ms.set(sel.value().parse().unwrap_or(900));
+        });
+        html! {
+          <div class="row controls">
+            <button onclick={back} aria-label="Previous thought">{"◀ step"}</button>
+            <button onclick={toggle}>{ if *playing { "Pause" } else { "Play" } }</button>
+            <button onclick={fwd} aria-label="Next thought">{"step ▶"}</button>
+            <label>{"Speed "}
+              <select onchange={on_speed}>
+                <option value="1600">{"slow"}</option>
+                <option value="900" selected=true>{"normal"}</option>
+                <option value="350">{"fast"}</option>
+              </select>
+            </label>
+          </div>
+        }
+    };
+    let top = if step.top_tokens.is_empty() {
+        "the question alone: values are the model's next concept after “… is a”".to_string()
+    } else {
+        step.top_tokens.iter().map(|(t, p)| format!("{} {:.0}%", t.trim(), p * 100.0)).collect::<Vec<_>>().join(" · ")
+    };
+    html! {
+      <>
+        <Graph question={q.clone()} distribution={Some(step.distribution.clone())} frontier={step.frontier.clone()} path={path}
+               answer={done.then_some(answer_node).flatten()} />
+        <p class="legend">{"Colour and size: the node's value (probability that it is the next concept named after switching to language), \
+            normalised over the graph. Dashed ring: the frontier (nodes one hop beyond the explored ones). A/B: the two candidate answers."}</p>
+        <div class="timeline" role="group" aria-label="Thoughts">{ for timeline }</div>
+        {controls}
+        <p class="top-tokens"><strong>{ if step.t == 0 { "Frame 0: ".to_string() } else { format!("Thought {} through the LM head: ", step.t) } }</strong>{top}</p>
+        <div class="answer-box">
+          <p><strong>{"Answer: "}</strong><span data-testid="answer">{r.answer.clone()}</span></p>
+          if r.text.trim() != format!("### {}", r.answer) {
+            <pre class="language">{r.text.clone()}</pre>
+          }
+          <p class="timing">{format!("{} · k = {} · answer {:.0} ms (all thoughts + decoding){}",
+              r.backend, r.k, r.generate_ms,
+              r.ms_per_thought.map(|ms| format!(" · {ms:.1} ms per thought")).unwrap_or_default())}</p>
+        </div>
+        if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
+      </>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct FineTuneProps {
+    ft_loaded: bool,
+    worker: WorkerHandle,
+    page: UseReducerHandle<Page>,
+}
+
+#[function_component(FineTunePanel)]
+fn fine_tune_panel(p: &FineTuneProps) -> Html {
+    let settings = use_state(FineTuneSettings::default);
+    let ft = &p.page.ft;
+    let num = |field: &'static str| {
+        let settings = settings.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            let mut s = (*settings).clone();
+            let v = input.value();
+            match field {
+                "stages" => s.last_stage = v.parse().unwrap_or(s.last_stage).min(6),
+                "steps" => s.steps_per_stage = v.parse().unwrap_or(s.steps_per_stage).max(1),
+                "batch" => s.batch_size = v.parse().unwrap_or(s.batch_size).clamp(1, 64),
+                "lr" => s.lr = v.parse().unwrap_or(s.lr),
+                "seed" => s.seed = v.parse().unwrap_or(s.seed),
+                _ => s.from_scratch = input.checked(),
+            }
+            settings.set(s);
+        })
+    };
+    let send = |msg: ToWorker| {
+        let worker = p.worker.clone();
+        Callback::from(move |_: MouseEvent| worker.send(&msg))
+    };
+    let progress = if ft.total_steps > 0 { ft.step as f64 / ft.total_steps as f64 } else { 0.0 };
+    html! {
+      <>
+        <p class="note">{"A short Coconut curriculum on freshly generated questions, with Burn's autodiff on this tab's backend: \
+            stage s replaces the first s reasoning steps by s continuous thoughts; the optimizer is reset at each stage."}</p>
+        <div class="row settings">
+          <label>{"last stage "}<input type="number" min="0" max="6" value={settings.last_stage.to_string()} onchange={num("stages")} /></label>
+          <label>{"steps per stage "}<input type="number" min="1" value={settings.steps_per_stage.to_string()} onchange={num("steps")} /></label>
+          <label>{"batch "}<input type="number" min="1" max="64" value={settings.batch_size.to_string()} onchange={num("batch")} /></label>
+          <label>{"lr "}<input type="text" inputmode="decimal" size="7" value={settings.lr.to_string()} onchange={num("lr")} /></label>
+          <label>{"seed "}<input type="number" min="0" value={settings.seed.to_string()} onchange={num("seed")} /></label>
+          <label><input type="checkbox" checked={settings.from_scratch} onchange={num("scratch")} />{" from scratch (same shape, fresh weights)"}</label>
+        </div>
+        <div class="row">
+          <button class="primary" data-testid="finetune-start" disabled={!p.ft_loaded || ft.running}
+                  onclick={send(ToWorker::FineTune((*settings).clone()))}>{"Start fine-tuning"}</button>
+          if ft.running && !ft.paused { <button onclick={send(ToWorker::Pause)}>{"Pause"}</button> }
+          if ft.running && ft.paused { <button onclick={send(ToWorker::Resume)}>{"Resume"}</button> }
+          if ft.running { <button onclick={send(ToWorker::Cancel)}>{"Cancel"}</button> }
+          <button disabled={ft.losses.is_empty()} onclick={send(ToWorker::UseFineTuned)}>{"Use this model"}</button>
+          <button disabled={ft.losses.is_empty()} onclick={send(ToWorker::Download)}>{"Download checkpoint"}</button>
+        </div>
+        <progress data-testid="finetune-progress" max="1" value={progress.to_string()} aria-label="Fine-tuning progress"></progress>
+        <p class="status" data-testid="finetune-status">
+          { if ft.total_steps > 0 {
+              format!("step {} / {} · stage {} · {:.1} samples/s{}{}{}", ft.step, ft.total_steps, ft.stage, ft.samples_per_s,
+                  ft.losses.last().map(|l| format!(" · loss {:.3}", l.1)).unwrap_or_default(),
+                  ft.last_eval.map(|(s, k, a)| format!(" · held-out accuracy {:.0}% (stage {s}, k = {k})", a * 100.0)).unwrap_or_default(),
+                  if ft.paused { " · paused" } else { "" })
+            } else { "not started".to_string() } }
+          if let Some(info) = &ft.info { {format!(" · {info}")} }
+          if ft.finished == Some(true) { {" · cancelled"} }
+          if ft.finished == Some(false) { {" · finished"} }
+          if ft.in_use { {" · the fine-tuned weights now answer questions"} }
+        </p>
+        <LossChart losses={ft.losses.clone()} accuracy={ft.accuracy.clone()} total_steps={ft.total_steps} />
+        if let Some(e) = &ft.error { <p class="error" data-testid="error" role="alert">{format!("Fine-tuning stopped: {e}")}</p> }
+        if !ft.downloads.is_empty() {
+          <p class="downloads">{"Fine-tuned checkpoint: "}
+            { for ft.downloads.iter().map(|(name, url)| html! { <a href={url.clone()} download={name.clone()}>{name.clone()}</a> }) }
+          </p>
+        }
+      </>
+    }
+}
