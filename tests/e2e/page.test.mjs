@@ -191,29 +191,87 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
   }
 });
 
-test("WebGPU: fine-tune in the tab, the loss chart updates and falls, the page stays responsive", { timeout: 600_000 }, async () => {
+async function startFineTune(page, { lastStage, steps, batch, lr, scratch }) {
+  const settings = page.locator(".finetune .settings input");
+  await settings.nth(0).fill(String(lastStage));
+  await settings.nth(1).fill(String(steps));
+  await settings.nth(2).fill(String(batch));
+  await settings.nth(3).fill(String(lr));
+  for (let i = 0; i < 4; i++) await settings.nth(i).dispatchEvent("change");
+  if (scratch) await settings.nth(5).check();
+  await page.click('[data-testid="finetune-start"]');
+}
+
+const lossPoints = (page) => page.evaluate(() => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points));
+
+async function waitForPoints(page, n, timeout) {
+  await page.waitForFunction((n) => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points) >= n
+    || document.querySelector('.finetune [data-testid="error"]'), n, { timeout });
+  const err = await page.$('.finetune [data-testid="error"]');
+  assert.equal(err, null, `fine-tune failed: ${err && (await err.textContent())}`);
+}
+
+test("WebGPU: the fine-tune runs Burn's autodiff on WebGPU (a few steps on SwiftShader)", { timeout: 600_000 }, async () => {
   const { browser, page, errors } = await openApp(WEBGPU_FLAGS);
   try {
     assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU/, errors.join("\n"));
-    const settings = page.locator(".finetune .settings input");
-    await settings.nth(0).fill("0"); // last stage
-    await settings.nth(1).fill("24"); // steps per stage
-    await settings.nth(2).fill("4"); // batch
-    await settings.nth(3).fill("0.003"); // lr
-    for (let i = 0; i < 4; i++) await settings.nth(i).dispatchEvent("change");
-    await settings.nth(5).check(); // from scratch: a clear fall from ln(vocab)
-    await page.click('[data-testid="finetune-start"]');
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points) >= 1, null, { timeout: 240_000 });
-    // The UI thread answers while the worker trains.
+    await startFineTune(page, { lastStage: 1, steps: 2, batch: 2, lr: 0.001, scratch: false });
+    await waitForPoints(page, 3, 540_000); // stage 0 and the first stage-1 step (one continuous thought)
+    const losses = (await page.getAttribute('[data-testid="finetune-loss"]', "data-losses")).split(",").map(Number);
+    assert.ok(losses.every(Number.isFinite), `losses: ${losses}`);
+    console.log(`# fine-tune (WebGPU on SwiftShader): ${await page.textContent('[data-testid="finetune-status"]')}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("CPU fallback: fine-tune in the tab: loss chart updates and falls, pause/resume, use and download the model", { timeout: 600_000 }, async () => {
+  const { browser, page } = await openApp([]);
+  try {
+    await startFineTune(page, { lastStage: 0, steps: 30, batch: 4, lr: 0.003, scratch: true }); // from scratch: a clear fall
+    await waitForPoints(page, 2, 240_000);
+    // The UI thread stays responsive while the worker trains.
     const t0 = Date.now();
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
-    assert.ok(Date.now() - t0 < 2000, "the page froze during fine-tuning");
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="finetune-loss"]').dataset.points) >= 20, null, { timeout: 540_000 });
+    assert.ok(Date.now() - t0 < 1000, "the page froze during fine-tuning");
+    await page.click("text=Pause");
+    await page.waitForSelector('[data-testid="finetune-status"] >> text=paused');
+    const held = await lossPoints(page);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok((await lossPoints(page)) <= held + 1, "paused training kept stepping");
+    await page.click("text=Resume");
+    await waitForPoints(page, 25, 540_000);
     const losses = (await page.getAttribute('[data-testid="finetune-loss"]', "data-losses")).split(",").map(Number);
     const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
     assert.ok(mean(losses.slice(-5)) < mean(losses.slice(0, 5)) * 0.8, `loss did not fall: ${losses.join(", ")}`);
-    console.log(`# fine-tune (WebGPU/SwiftShader): ${await page.textContent('[data-testid="finetune-status"]')}`);
+    await page.waitForSelector('[data-testid="finetune-status"] >> text=finished', { timeout: 120_000 });
+    console.log(`# fine-tune (CPU wasm): ${await page.textContent('[data-testid="finetune-status"]')}`);
     await page.screenshot({ path: join(ARTIFACTS, "finetune.png"), fullPage: true });
+    await page.click("text=Use this model");
+    await page.waitForSelector('[data-testid="finetune-status"] >> text=now answer questions');
+    await page.click("text=Download checkpoint");
+    await page.waitForSelector(".downloads a >> text=model.bpk");
+    assert.deepEqual(await page.$$eval(".downloads a", (as) => as.map((a) => a.getAttribute("download")).sort()),
+      ["config.json", "manifest.json", "model.bpk", "tokenizer.json"]);
+    // The downloaded checkpoint loads back through "Load your own checkpoint" (verified by its manifest).
+    const saved = [];
+    for (const name of ["config.json", "manifest.json", "model.bpk", "tokenizer.json"]) {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click(`.downloads a[download="${name}"]`)]);
+      const path = join(ARTIFACTS, "finetuned", name);
+      await download.saveAs(path);
+      saved.push(path);
+    }
+    await page.setInputFiles('.load input[type="file"]', saved);
+    await page.waitForSelector(".load .status >> text=your checkpoint", { timeout: 60_000 });
+    // A corrupt upload is refused by name, and the loaded model stays.
+    const bad = await readFile(join(ARTIFACTS, "finetuned", "model.bpk"));
+    bad[100] ^= 0xff;
+    await page.setInputFiles('.load input[type="file"]', [
+      ...saved.filter((p) => !p.endsWith("model.bpk")),
+      { name: "model.bpk", mimeType: "application/octet-stream", buffer: bad },
+    ]);
+    await page.waitForSelector('.load [data-testid="error"]');
+    assert.match(await page.textContent('.load [data-testid="error"]'), /model\.bpk.*SHA-256/);
   } finally {
     await browser.close();
   }
@@ -251,6 +309,24 @@ test("a corrupt model download is refused with a clear message and a retry butto
     await page.unroute("**/static/models/prosqa-coconut/model.bpk*");
     await page.click("text=Retry download");
     await page.waitForSelector(".load .status >> text=loaded", { timeout: 120_000 });
+  } finally {
+    await browser.close();
+  }
+});
+
+test("a lost WebGPU device: the worker restarts on the CPU, says why, and the question is answered", { timeout: 600_000 }, async () => {
+  // `?simulate=gpu-loss` makes the WebGPU worker abort on its first question, as a lost device does.
+  const { browser, page } = await openApp(WEBGPU_FLAGS, base + "?simulate=gpu-loss");
+  try {
+    assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU/);
+    const item = await officialQuestion(5);
+    await page.fill('[data-testid="question-input"]', item.question);
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForSelector('[data-testid="backend-badge"] >> text=CPU', { timeout: 120_000 });
+    assert.match(await page.textContent('[data-testid="error"]'), /WebGPU worker stopped.*continuing on the CPU/);
+    await page.waitForSelector(".load .status >> text=loaded", { timeout: 120_000 });
+    const answer = await ask(page, item.question, K);
+    assert.equal(answer, nativeAnswer(item.question, K));
   } finally {
     await browser.close();
   }

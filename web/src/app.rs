@@ -107,7 +107,6 @@ impl Reducible for Page {
                     p.tokenizer = CoconutTokenizer::from_json(info.tokenizer_json.as_bytes()).ok().map(|t| Rc::new(TokenizerHandle(t)));
                     p.model = Some(info);
                     p.load_error = None;
-                    p.error = None;
                 }
                 FromWorker::LoadFailed { message } => p.load_error = Some(message),
                 FromWorker::Answer(r) => {
@@ -200,11 +199,15 @@ fn query_param(name: &str) -> Option<String> {
 
 /// Starts the model worker; if it dies (a WebGPU device lost takes the wasm instance with it), a
 /// new one starts on the CPU and loads the model again.
-fn spawn_worker(handle: WorkerHandle, dispatch: UseReducerDispatcher<Page>, force_cpu: bool) {
+/// `backend`: `auto` (WebGPU if possible), `cpu` (asked for), `cpu-recovery` (after a worker died).
+fn spawn_worker(handle: WorkerHandle, dispatch: UseReducerDispatcher<Page>, backend: &'static str) {
     let opts = WorkerOptions::new();
     opts.set_type(WorkerType::Module);
-    let url = if force_cpu { "static/worker.js?backend=cpu" } else { "static/worker.js" };
-    let worker = match Worker::new_with_options(url, &opts) {
+    let mut url = format!("static/worker.js?backend={backend}");
+    if query_param("simulate").as_deref() == Some("gpu-loss") {
+        url.push_str("&simulate=gpu-loss");
+    }
+    let worker = match Worker::new_with_options(&url, &opts) {
         Ok(w) => w,
         Err(e) => {
             dispatch.dispatch(Action::LoadError(format!("this browser cannot start the model worker: {e:?}")));
@@ -232,12 +235,12 @@ fn spawn_worker(handle: WorkerHandle, dispatch: UseReducerDispatcher<Page>, forc
         if let Some(w) = h.0.borrow_mut().take() {
             w.terminate();
         }
-        if force_cpu {
+        if backend != "auto" {
             d.dispatch(Action::WorkerDied(format!("The model worker stopped: {why}. Reload the page to try again.")));
             mark_ready();
         } else {
             d.dispatch(Action::WorkerDied(format!("The WebGPU worker stopped ({why}); continuing on the CPU.")));
-            spawn_worker(h.clone(), d.clone(), true);
+            spawn_worker(h.clone(), d.clone(), "cpu-recovery");
         }
     });
     worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
@@ -292,7 +295,7 @@ pub fn app() -> Html {
     {
         let (worker, dispatch, examples, question) = ((*worker).clone(), page.dispatcher(), examples.clone(), question.clone());
         use_effect_with((), move |_| {
-            spawn_worker(worker, dispatch, query_param("backend").as_deref() == Some("cpu"));
+            spawn_worker(worker, dispatch, if query_param("backend").as_deref() == Some("cpu") { "cpu" } else { "auto" });
             spawn_local(async move {
                 if let Ok(ex) = fetch_examples().await {
                     if let Some(first) = ex.first() {

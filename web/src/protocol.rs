@@ -129,7 +129,7 @@ pub struct AnswerReport {
     pub frame_ms: Vec<f64>,
     /// Wall time of the answer: one multi-pass forward over k thoughts + cached greedy decoding.
     pub generate_ms: f64,
-    /// Extra cost of one continuous thought: (frame k − frame 0) / k, ms.
+    /// Extra cost of one continuous thought: (frame k − frame 1) / (k − 1), ms (k ≥ 2).
     pub ms_per_thought: Option<f64>,
     pub backend: String,
 }

@@ -46,6 +46,9 @@ struct State {
     tuned: RefCell<Option<Gpt2>>,
     control: Cell<Control>,
     tuning: Cell<bool>,
+    /// Test hook (`?simulate=gpu-loss`): the first question on WebGPU aborts the worker the way a
+    /// lost device does (the wasm instance traps), so the page's recovery can be tested.
+    simulate_gpu_loss: bool,
 }
 
 impl State {
@@ -65,10 +68,14 @@ impl State {
 
 /// Entry point of `static/worker.js`.
 #[wasm_bindgen]
-pub fn worker_main(force_cpu: bool) {
+pub fn worker_main(backend: String, simulate_gpu_loss: bool) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     spawn_local(async move {
-        let picked = if force_cpu { device::cpu("CPU requested (the WebGPU worker stopped or ?backend=cpu)".into()) } else { device::pick(Duration::from_secs(8)).await };
+        let picked = match backend.as_str() {
+            "cpu" => device::cpu("CPU requested (?backend=cpu)".into()),
+            "cpu-recovery" => device::cpu("the WebGPU worker stopped (a lost GPU device?): restarted on the CPU".into()),
+            _ => device::pick(Duration::from_secs(8)).await,
+        };
         let state = Rc::new(State {
             scope: scope.clone(),
             backend: RefCell::new(picked),
@@ -76,6 +83,7 @@ pub fn worker_main(force_cpu: bool) {
             tuned: RefCell::new(None),
             control: Cell::new(Control::Run),
             tuning: Cell::new(false),
+            simulate_gpu_loss,
         });
         let handler_state = state.clone();
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
@@ -117,6 +125,9 @@ fn handle(state: Rc<State>, msg: ToWorker) {
                     }
                 }
                 ToWorker::Ask(req) => {
+                    if s.simulate_gpu_loss && s.backend.borrow().webgpu {
+                        panic!("simulated WebGPU device loss");
+                    }
                     let id = req.id;
                     if let Err(message) = ask(&s, req).await {
                         s.post(&FromWorker::AskFailed { id, message });
@@ -224,7 +235,9 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let gens = generate_async(&loaded.model, &[prompt], tok.special, 96, variant.feeds_back(), &device).await?;
     let generate_ms = now_ms() - t0;
     let text = tok.decode(&gens[0].tokens);
-    let ms_per_thought = (k > 0).then(|| (frame_ms[k] - frame_ms[0]) / k as f64);
+    // Frame t runs the prompt with t thoughts: successive frames differ by one thought pass. Frame 0
+    // (and on WebGPU frame 1, the first latent pass) also pays one-off kernel compilation, so start at 1.
+    let ms_per_thought = (k >= 2).then(|| (frame_ms[k] - frame_ms[1]) / (k - 1) as f64);
     s.post(&FromWorker::Answer(Box::new(AnswerReport {
         id: req.id,
         k,

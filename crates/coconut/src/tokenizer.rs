@@ -153,7 +153,7 @@ impl CoconutTokenizer {
         let mut out = String::new();
         for id in ids {
             let tok = self.inner.id_to_token(*id).unwrap_or_else(|| UNK.to_string());
-            let glue = out.is_empty() || out.ends_with('\n') || tok == "\n" || is_punct(&tok);
+            let glue = out.is_empty() || out.ends_with('\n') || tok == "\n" || is_punct(&tok) || (tok == "#" && out.ends_with('#'));
             if !glue {
                 out.push(' ');
             }
