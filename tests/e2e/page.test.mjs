@@ -266,10 +266,12 @@ test("CPU fallback: fine-tune in the tab: loss chart updates and falls, pause/re
     // A corrupt upload is refused by name, and the loaded model stays.
     const bad = await readFile(join(ARTIFACTS, "finetuned", "model.bpk"));
     bad[100] ^= 0xff;
-    await page.setInputFiles('.load input[type="file"]', [
-      ...saved.filter((p) => !p.endsWith("model.bpk")),
-      { name: "model.bpk", mimeType: "application/octet-stream", buffer: bad },
-    ]);
+    const files = [];
+    for (const p of saved.filter((p) => !p.endsWith("model.bpk"))) {
+      files.push({ name: p.split("/").at(-1), mimeType: "application/json", buffer: await readFile(p) });
+    }
+    files.push({ name: "model.bpk", mimeType: "application/octet-stream", buffer: bad });
+    await page.setInputFiles('.load input[type="file"]', files);
     await page.waitForSelector('.load [data-testid="error"]');
     assert.match(await page.textContent('.load [data-testid="error"]'), /model\.bpk.*SHA-256/);
   } finally {

@@ -237,7 +237,9 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let text = tok.decode(&gens[0].tokens);
     // Frame t runs the prompt with t thoughts: successive frames differ by one thought pass. Frame 0
     // (and on WebGPU frame 1, the first latent pass) also pays one-off kernel compilation, so start at 1.
-    let ms_per_thought = (k >= 2).then(|| (frame_ms[k] - frame_ms[1]) / (k - 1) as f64);
+    // A thought is one single-position pass over the KV cache: on a CPU its cost is within the frames'
+    // noise, so the figure is shown only when it is measurable (positive).
+    let ms_per_thought = (k >= 2).then(|| (frame_ms[k] - frame_ms[1]) / (k - 1) as f64).filter(|ms| *ms > 0.0);
     s.post(&FromWorker::Answer(Box::new(AnswerReport {
         id: req.id,
         k,

@@ -142,6 +142,21 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let latency = stats(&mut ms);
+    // Cost of one continuous thought at batch 1: the prompt's multi-pass forward with k = 6 thoughts
+    // against the same prompt with none, per thought.
+    let mut thought_ms = Vec::with_capacity(n);
+    for t in test_tok.iter().take(n) {
+        let mut time = |k: usize| {
+            let b = DeviceBatch::new(&coconut::generate::collate_prompts(&[curriculum.prompt(t, k, tok.special)], tok.special), &device);
+            let t0 = Instant::now();
+            let out = coconut::coconut::forward(&model, &b, true);
+            out.hidden.slice([0..1, b.len() - 1..b.len()]).into_data();
+            t0.elapsed().as_secs_f64() * 1e3
+        };
+        let (with, without) = (time(K), time(0));
+        thought_ms.push((with - without) / K as f64);
+    }
+    let thought_ms = stats(&mut thought_ms);
     eprintln!("  generation batch 1, k = {K}: {:.1} ms mean per question ({n} questions)", latency["mean"].as_f64().unwrap_or(0.0));
     let longest = *new_tokens.iter().max().unwrap_or(&1);
     let mut per_s = serde_json::Map::new();
@@ -160,6 +175,7 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         "threads": threads,
         "train_samples_per_s": train,
         "gen_latency_ms_b1": latency,
+        "thought_ms_b1": thought_ms,
         "gen_questions_per_s": per_s,
         "peak_rss_mb": peak_rss_mb(),
     });
@@ -281,6 +297,7 @@ fn markdown(r: &Value) -> String {
     for p in ["p50", "p95"] {
         row(format!("generation {p} ms, batch 1 (vs HF with KV cache)"), &r["gen_latency_ms_b1"][p], Some(&refv["gen_latency_ms_b1_kvcache"][p]), None);
     }
+    row("ms per continuous thought, batch 1 (prompt forward k = 6 minus k = 0, / 6)".into(), &r["thought_ms_b1"]["mean"], None, None);
     for b in ["b32", "b128"] {
         row(format!("generation questions/s, batch {}", &b[1..]), &r["gen_questions_per_s"][b], Some(&refv["gen_questions_per_s"][b]), Some(&r["ratios"][format!("gen_{b}")]));
     }
