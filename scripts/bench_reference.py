@@ -159,6 +159,12 @@ def main():
         t0 = time.perf_counter()
         decode_cached(model, prompts, max(gen["new_tokens"]))
         out["gen_questions_per_s"][f"b{b}"] = len(prompts) / (time.perf_counter() - t0)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    out["gemm_peak_gflops"] = 2 * 1024**3 * 5 / (time.perf_counter() - t0) / 1e9
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     json.dump(out, open(sys.argv[2], "w"), indent=1)
 

@@ -191,14 +191,15 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
   }
 });
 
-async function startFineTune(page, { lastStage, steps, batch, lr, scratch }) {
+async function startFineTune(page, { lastStage, steps, batch, lr, heldout = 32, scratch }) {
   const settings = page.locator(".finetune .settings input");
-  await settings.nth(0).fill(String(lastStage));
-  await settings.nth(1).fill(String(steps));
-  await settings.nth(2).fill(String(batch));
-  await settings.nth(3).fill(String(lr));
-  for (let i = 0; i < 4; i++) await settings.nth(i).dispatchEvent("change");
-  if (scratch) await settings.nth(5).check();
+  const values = [lastStage, steps, batch, lr, undefined, heldout];
+  for (const [i, v] of values.entries()) {
+    if (v === undefined) continue;
+    await settings.nth(i).fill(String(v));
+    await settings.nth(i).dispatchEvent("change");
+  }
+  if (scratch) await settings.nth(6).check();
   await page.click('[data-testid="finetune-start"]');
 }
 
@@ -215,7 +216,7 @@ test("WebGPU: the fine-tune runs Burn's autodiff on WebGPU (a few steps on Swift
   const { browser, page, errors } = await openApp(WEBGPU_FLAGS);
   try {
     assert.match(await page.textContent('[data-testid="backend-badge"]'), /WebGPU/, errors.join("\n"));
-    await startFineTune(page, { lastStage: 1, steps: 2, batch: 2, lr: 0.001, scratch: false });
+    await startFineTune(page, { lastStage: 1, steps: 2, batch: 2, lr: 0.001, heldout: 0, scratch: false });
     await waitForPoints(page, 3, 540_000); // stage 0 and the first stage-1 step (one continuous thought)
     const losses = (await page.getAttribute('[data-testid="finetune-loss"]', "data-losses")).split(",").map(Number);
     assert.ok(losses.every(Number.isFinite), `losses: ${losses}`);

@@ -723,6 +723,7 @@ fn fine_tune_panel(p: &FineTuneProps) -> Html {
                 "batch" => s.batch_size = v.parse().unwrap_or(s.batch_size).clamp(1, 64),
                 "lr" => s.lr = v.parse().unwrap_or(s.lr),
                 "seed" => s.seed = v.parse().unwrap_or(s.seed),
+                "heldout" => s.heldout = v.parse().unwrap_or(s.heldout).min(256),
                 _ => s.from_scratch = input.checked(),
             }
             settings.set(s);
@@ -743,6 +744,7 @@ fn fine_tune_panel(p: &FineTuneProps) -> Html {
           <label>{"batch "}<input type="number" min="1" max="64" value={settings.batch_size.to_string()} onchange={num("batch")} /></label>
           <label>{"lr "}<input type="text" inputmode="decimal" size="7" value={settings.lr.to_string()} onchange={num("lr")} /></label>
           <label>{"seed "}<input type="number" min="0" value={settings.seed.to_string()} onchange={num("seed")} /></label>
+          <label>{"held out "}<input type="number" min="0" max="256" value={settings.heldout.to_string()} onchange={num("heldout")} /></label>
           <label><input type="checkbox" checked={settings.from_scratch} onchange={num("scratch")} />{" from scratch (same shape, fresh weights)"}</label>
         </div>
         <div class="row">

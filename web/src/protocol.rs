@@ -55,6 +55,8 @@ pub struct FineTuneSettings {
     pub lr: f64,
     /// Held-out accuracy every this many steps (0 = only at stage ends).
     pub eval_every: usize,
+    /// Generated questions held out for the accuracy checks (0 = no checks).
+    pub heldout: usize,
     /// Seed of the generated questions (shown, so a run can be repeated).
     pub seed: u64,
     /// Start from freshly initialised weights of the same shape instead of the loaded model.
@@ -63,7 +65,7 @@ pub struct FineTuneSettings {
 
 impl Default for FineTuneSettings {
     fn default() -> Self {
-        Self { last_stage: 2, steps_per_stage: 100, batch_size: 8, lr: 1e-3, eval_every: 50, seed: 1, from_scratch: false }
+        Self { last_stage: 2, steps_per_stage: 100, batch_size: 8, lr: 1e-3, eval_every: 50, heldout: 32, seed: 1, from_scratch: false }
     }
 }
 

@@ -278,7 +278,7 @@ async fn fine_tune(s: &State, st: FineTuneSettings) -> Result<(), String> {
     }
     let device = s.device().autodiff();
     let tok = &loaded.ckpt.tokenizer;
-    let heldout_n = 32;
+    let heldout_n = st.heldout;
     let train_n = (st.steps_per_stage * st.batch_size).clamp(st.batch_size, 4000);
     let all = prosqa::generate(train_n + heldout_n, st.seed, &prosqa::GenConfig::default(), &Default::default());
     let (train_items, heldout) = all.split_at(train_n);
@@ -312,7 +312,7 @@ async fn fine_tune(s: &State, st: FineTuneSettings) -> Result<(), String> {
             let secs = (now_ms() - t0) / 1000.0;
             s.post(&FromWorker::FineTune(FineTuneEvent::Step { step, stage, loss, samples_per_s: indices.len() as f64 / secs.max(1e-9) }));
             let stage_end = i + 1 == st.steps_per_stage;
-            if stage_end || (st.eval_every > 0 && step % st.eval_every == 0) {
+            if heldout_n > 0 && (stage_end || (st.eval_every > 0 && step % st.eval_every == 0)) {
                 let k = curriculum.eval_thoughts(stage, 6);
                 let inference = model.valid();
                 let acc = accuracy_async(&inference, heldout, &heldout_tok, &curriculum, k, tok, 16, 64, &inference.device()).await?;

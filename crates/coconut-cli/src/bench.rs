@@ -44,6 +44,28 @@ fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
     })
 }
 
+/// Training FLOPs per token of a GPT-2 (forward + backward = 3 × forward): 2 × weights in the
+/// matmuls (attention, MLP, LM head) plus attention scores and values over `len` keys.
+fn train_flops_per_token(c: &Gpt2Config, len: usize) -> f64 {
+    let (d, l) = (c.n_embd as f64, c.n_layer as f64);
+    let weights = l * (4.0 * d * d + 2.0 * d * c.n_inner as f64) + d * c.vocab_size as f64;
+    3.0 * (2.0 * weights + l * 2.0 * d * len as f64)
+}
+
+/// This backend's f32 matmul rate on a large square product (the "GEMM peak" training is measured against).
+fn gemm_peak_gflops(device: &Device) -> f64 {
+    let n: usize = 1024;
+    let a = Tensor::<2>::random([n, n], burn::tensor::Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], burn::tensor::Distribution::Default, device);
+    a.clone().matmul(b.clone()).into_data(); // warm-up
+    let reps: usize = 5;
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        a.clone().matmul(b.clone()).into_data();
+    }
+    2.0 * (n * n * n * reps) as f64 / t0.elapsed().as_secs_f64() / 1e9
+}
+
 fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
@@ -86,6 +108,9 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         args.config, config.n_layer, config.n_embd, config.vocab_size, device
     );
 
+    let gemm = gemm_peak_gflops(&device);
+    eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
+    let mut train_gflops = serde_json::Map::new();
     // Training batches: generated questions (never the official sets), one batch per stage.
     let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default());
     let data: Vec<Tokenized> = coconut::train::tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
@@ -114,6 +139,8 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         let rate = (batch_size * args.train_steps) as f64 / t0.elapsed().as_secs_f64();
         eprintln!("  train stage {stage}: {rate:.2} samples/s (sequence length {})", batch.len());
         train.insert(format!("stage{stage}"), json!(rate));
+        let flops = train_flops_per_token(&config, batch.len()) * (batch.len() * batch_size) as f64;
+        train_gflops.insert(format!("stage{stage}"), json!(flops * args.train_steps as f64 / t0.elapsed().as_secs_f64() / 1e9));
         if args.reference {
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
             let seqs: Vec<_> = data
@@ -146,7 +173,7 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     // against the same prompt with none, per thought.
     let mut thought_ms = Vec::with_capacity(n);
     for t in test_tok.iter().take(n) {
-        let mut time = |k: usize| {
+        let time = |k: usize| {
             let b = DeviceBatch::new(&coconut::generate::collate_prompts(&[curriculum.prompt(t, k, tok.special)], tok.special), &device);
             let t0 = Instant::now();
             let out = coconut::coconut::forward(&model, &b, true);
@@ -174,6 +201,8 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         "batch_size": batch_size,
         "threads": threads,
         "train_samples_per_s": train,
+        "train_gflops": train_gflops,
+        "gemm_peak_gflops": gemm,
         "gen_latency_ms_b1": latency,
         "thought_ms_b1": thought_ms,
         "gen_questions_per_s": per_s,
@@ -301,6 +330,11 @@ fn markdown(r: &Value) -> String {
     for b in ["b32", "b128"] {
         row(format!("generation questions/s, batch {}", &b[1..]), &r["gen_questions_per_s"][b], Some(&refv["gen_questions_per_s"][b]), Some(&r["ratios"][format!("gen_{b}")]));
     }
+    for st in STAGES {
+        row(format!("training GFLOP/s, stage {st} (fraction of GEMM peak: {:.0}%)", 100.0 * r["train_gflops"][format!("stage{st}")].as_f64().unwrap_or(0.0) / r["gemm_peak_gflops"].as_f64().unwrap_or(f64::NAN)),
+            &r["train_gflops"][format!("stage{st}")], None, None);
+    }
+    row("f32 GEMM peak, GFLOP/s (1024³ matmul)".into(), &r["gemm_peak_gflops"], Some(&refv["gemm_peak_gflops"]), None);
     row("peak RSS, MB".into(), &r["peak_rss_mb"], Some(&refv["peak_rss_mb"]), None);
     s
 }
