@@ -291,6 +291,17 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     console.log(`# CPU (wasm): time to first answer ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
     assert.equal(answer, nativeAnswer(item.question, K));
     await page.screenshot({ path: join(ARTIFACTS, "cpu-answer.png"), fullPage: true });
+    // Readable at phone width: nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone screen`);
+    await page.screenshot({ path: join(ARTIFACTS, "phone.png"), fullPage: true });
+    // Keyboard: Ctrl+Enter in the question box asks (here with k = 2: three frames).
+    await page.fill('[data-testid="k-input"]', "2");
+    await page.dispatchEvent('[data-testid="k-input"]', "change");
+    await page.focus('[data-testid="question-input"]');
+    await page.keyboard.press("Control+Enter");
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="thought-frame"]').length === 3, null, { timeout: 120_000 });
   } finally {
     await browser.close();
   }
