@@ -162,6 +162,10 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
       const sum = f.d.reduce((a, b) => a + b, 0);
       assert.ok(Math.abs(sum - 1) < 1e-3 && f.d.every((v) => v >= 0), `frame ${f.t}: node values sum to ${sum}`);
     }
+    // The graph is drawn as a layered DAG: every edge points down (parent above child).
+    const downward = await page.$$eval("svg.graph line.edge", (ls) => ls.every((l) => Number(l.getAttribute("y1")) < Number(l.getAttribute("y2"))));
+    assert.ok(downward, "an edge of the concept graph points up");
+    assert.equal(await page.$$eval("svg.graph g.node.option", (g) => g.length), 2, "the two candidate answers are marked");
     // The animation runs: the current frame advances to the last one.
     await page.waitForSelector(`[data-testid="thought-frame"][data-t="${K}"][aria-pressed="true"]`, { timeout: 30_000 });
     assert.equal(answer, nativeAnswer(item.question, K), "the page's answer differs from `coconut generate`");

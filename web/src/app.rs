@@ -16,7 +16,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement, MessageE
 use yew::prelude::*;
 
 use crate::chart::LossChart;
-use crate::graph::{Graph, path_edges};
+use crate::graph::Graph;
 use crate::protocol::*;
 
 /// The shipped model, relative to the page.
@@ -612,7 +612,7 @@ fn watch(p: &WatchProps) -> Html {
     let step = &a.steps[cur];
     let done = cur + 1 == frames;
     let answer_node = r.answer.split_whitespace().last().map(|w| w.trim_end_matches('.')).and_then(|w| a.names.iter().position(|n| n == w));
-    let path = if done { path_edges(&r.text, &q) } else { Vec::new() };
+    let path = if done { q.path_edges(&r.text) } else { Vec::new() };
     let timeline = a.steps.iter().enumerate().map(|(i, s)| {
         let frame = frame.clone();
         let playing = playing.clone();

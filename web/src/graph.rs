@@ -67,21 +67,6 @@ pub fn layout(n: usize, edges: &[(usize, usize)]) -> Layout {
     Layout { pos, width, height: 2.0 * MARGIN + (depth - 1) as f64 * DY }
 }
 
-/// The edges a decoded language chain walks ("Tom is a X.", "Every X is a Y.") that exist in the graph.
-pub fn path_edges(text: &str, q: &ParsedQuestion) -> Vec<(usize, usize)> {
-    let idx = |n: &str| q.names.iter().position(|x| x == n);
-    text.split(['.', '\n', '#'])
-        .filter_map(|s| {
-            let w: Vec<&str> = s.split_whitespace().collect();
-            let (p, c) = match w.as_slice() {
-                ["Every", p, "is", "a", c] | [p, "is", "a", c] => (idx(p)?, idx(c)?),
-                _ => return None,
-            };
-            q.edges.contains(&(p, c)).then_some((p, c))
-        })
-        .collect()
-}
-
 #[derive(Properties, PartialEq)]
 pub struct GraphProps {
     pub question: ParsedQuestion,
@@ -164,25 +149,5 @@ pub fn graph(p: &GraphProps) -> Html {
           { for edges }
           { for nodes }
         </svg>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layers_put_parents_above_children() {
-        let edges = [(0, 1), (1, 2), (0, 3), (3, 2)];
-        let l = layout(4, &edges);
-        for (p, c) in edges {
-            assert!(l.pos[p].1 < l.pos[c].1, "{p} above {c}");
-        }
-    }
-
-    #[test]
-    fn path_follows_decoded_sentences() {
-        let q = coconut::prosqa::parse_question("Tom is a a1. Every a1 is a b1. Every a1 is a c1. Is Tom a b1 or c1?").unwrap();
-        assert_eq!(path_edges("Tom is a a1.\nEvery a1 is a b1.\n### Tom is a b1.", &q), vec![(0, 1), (1, 2), (0, 1)]);
     }
 }

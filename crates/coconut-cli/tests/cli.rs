@@ -381,3 +381,31 @@ fn export_web_writes_the_checkpoint_and_a_verifiable_web_manifest() {
     let res = coconut(&["export-web", "--checkpoint", bad.to_str().unwrap(), "--out", dir.join("web2").to_str().unwrap()]);
     assert!(!res.status.success() && !dir.join("web2").exists());
 }
+
+#[test]
+fn bench_writes_the_interface_keys_and_a_markdown_table() {
+    let dir = fresh_dir("bench");
+    let json = dir.join("b.json");
+    let test = root().join("../shared/prosqa/prosqa_test.json");
+    coconut_ok(&[
+        "bench", "--config", "page", "--json", json.to_str().unwrap(), "--questions", "3", "--train-steps", "1",
+        "--test-file", test.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in ["stage0", "stage3", "stage6"] {
+        assert!(v["train_samples_per_s"][key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    for key in ["mean", "p50", "p95"] {
+        assert!(v["gen_latency_ms_b1"][key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    for key in ["b32", "b128"] {
+        assert!(v["gen_questions_per_s"][key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 10.0);
+    assert!(v["gemm_peak_gflops"].as_f64().unwrap() > 0.1);
+    let md = std::fs::read_to_string(dir.join("b.md")).unwrap();
+    assert!(md.contains("| train samples/s, stage 6"), "{md}");
+    // An unknown shape is refused by name.
+    let out = coconut(&["bench", "--config", "huge", "--json", json.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of small, page, gpt2"));
+}

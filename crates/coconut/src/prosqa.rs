@@ -610,6 +610,24 @@ pub struct ParsedQuestion {
     pub options: [usize; 2],
 }
 
+impl ParsedQuestion {
+    /// The graph edges a decoded language chain walks ("Tom is a X.", "Every X is a Y.", and the
+    /// final "### Tom is a Y." when it is an edge), in order; sentences that are no edge are skipped.
+    pub fn path_edges(&self, text: &str) -> Vec<(usize, usize)> {
+        let idx = |n: &str| self.names.iter().position(|x| x == n);
+        text.split(['.', '\n', '#'])
+            .filter_map(|s| {
+                let w: Vec<&str> = s.split_whitespace().collect();
+                let (p, c) = match w.as_slice() {
+                    ["Every", p, "is", "a", c] | [p, "is", "a", c] => (idx(p)?, idx(c)?),
+                    _ => return None,
+                };
+                self.edges.contains(&(p, c)).then_some((p, c))
+            })
+            .collect()
+    }
+}
+
 /// Parses "F1. F2. ... Is X a A or B?" where each fact is "X is a Y." or "Every Y is a Z.".
 /// The error names the sentence (1-based) that does not parse.
 pub fn parse_question(text: &str) -> Result<ParsedQuestion, String> {

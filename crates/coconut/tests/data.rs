@@ -102,6 +102,26 @@ fn question_parser_reads_the_graph_and_names_the_bad_sentence() {
 }
 
 #[test]
+fn a_decoded_language_chain_maps_to_the_graph_edges_it_walks() {
+    let items = parse_items(&official("prosqa_valid.json")).unwrap();
+    // Validation item 0: Tom → terpus → brimpus → lempus; "### Tom is a lempus." is no edge.
+    let q = parse_question(&items[0].question).unwrap();
+    let text = items[0].steps.join("\n") + "\n### " + &items[0].answer;
+    let named: Vec<(&str, &str)> = q.path_edges(&text).iter().map(|&(p, c)| (q.names[p].as_str(), q.names[c].as_str())).collect();
+    assert_eq!(named, [("Tom", "terpus"), ("terpus", "brimpus"), ("brimpus", "lempus")]);
+    // Every official reasoning chain is a connected walk from the subject.
+    for item in &items[..50] {
+        let q = parse_question(&item.question).unwrap();
+        let path = q.path_edges(&item.steps.join("\n"));
+        assert_eq!(path.len(), item.steps.len(), "{:?}", item.steps);
+        assert_eq!(path[0].0, q.subject);
+        assert!(path.windows(2).all(|w| w[0].1 == w[1].0), "{:?}", item.steps);
+    }
+    // Sentences that are not edges of this graph are skipped.
+    assert!(q.path_edges("Every lempus is a terpus.\nBob is a cat.").is_empty());
+}
+
+#[test]
 fn prontoqa_items_have_five_hop_proofs_and_consistent_answers() {
     let items = prontoqa::generate(200, 3);
     assert_eq!(items, prontoqa::generate(200, 3));
