@@ -25,7 +25,6 @@ const MODEL_DIR: &str = "static/models/prosqa-coconut";
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Example {
     pub question: String,
-    pub answer: String,
 }
 
 #[derive(Clone, Default, PartialEq)]
@@ -520,7 +519,10 @@ fn question_panel(
         <div class="row">
           <label>{"Example: "}
             <select onchange={on_example} aria-label="Example questions from the official validation set">
-              { for examples.iter().enumerate().map(|(i, ex)| html! { <option value={i.to_string()}>{format!("validation #{} ({})", i + 1, ex.answer)}</option> }) }
+              { for examples.iter().enumerate().map(|(i, ex)| {
+                  let query = ex.question.rsplit(". ").next().unwrap_or(&ex.question);
+                  html! { <option value={i.to_string()}>{format!("validation #{}: {query}", i + 1)}</option> }
+              }) }
             </select>
           </label>
           <button onclick={on_random}>{"New random question"}</button>
