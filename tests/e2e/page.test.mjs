@@ -156,6 +156,9 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
     const t0 = Date.now();
     const answer = await ask(page, item.question, K);
     const firstAnswerMs = Date.now() - t0;
+    // The frames stream in after the answer, one per thought.
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thought-frame"]').length === n, K + 1, { timeout: 240_000 });
+    const allFramesMs = Date.now() - t0;
     const frames = await page.$$eval('[data-testid="thought-frame"]', (els) => els.map((e) => ({ t: Number(e.dataset.t), d: JSON.parse(e.dataset.distribution) })));
     assert.ok(frames.length >= K, `${frames.length} thought frames for k = ${K}`);
     for (const f of frames) {
@@ -175,7 +178,7 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
     frames.forEach((f, i) => f.d.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - want.steps[i].distribution[j])))));
     assert.ok(worst <= 1e-3, `node values differ from native by ${worst}`);
     const timing = await page.textContent(".timing");
-    console.log(`# WebGPU (SwiftShader): time to first answer ${firstAnswerMs} ms; ${timing}; max |page - native| node value ${worst.toExponential(2)}`);
+    console.log(`# WebGPU (SwiftShader): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${allFramesMs} ms; ${timing}; max |page - native| node value ${worst.toExponential(2)}`);
     await page.screenshot({ path: join(ARTIFACTS, "webgpu-answer.png"), fullPage: true });
 
     // An unknown word is flagged as the user types, and the question cannot be asked.
@@ -292,7 +295,9 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     const item = await officialQuestion(3);
     const t0 = Date.now();
     const answer = await ask(page, item.question, K);
-    console.log(`# CPU (wasm): time to first answer ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
+    const firstAnswerMs = Date.now() - t0;
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thought-frame"]').length === n, K + 1, { timeout: 120_000 });
+    console.log(`# CPU (wasm): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
     assert.equal(answer, nativeAnswer(item.question, K));
     await page.screenshot({ path: join(ARTIFACTS, "cpu-answer.png"), fullPage: true });
     // Readable at phone width: nothing wider than the screen.

@@ -114,6 +114,13 @@ impl Reducible for Page {
                     }
                     p.report = Some(Rc::new(*r));
                 }
+                FromWorker::Frame { id, step, ms } => {
+                    if let Some(r) = p.report.as_mut().filter(|r| r.id == id) {
+                        let r = Rc::make_mut(r);
+                        r.analysis.steps.push(step);
+                        r.frame_ms.push(ms);
+                    }
+                }
                 FromWorker::AskFailed { id, message } => {
                     if p.asking == Some(id) {
                         p.asking = None;
@@ -575,6 +582,7 @@ fn watch(p: &WatchProps) -> Html {
     let playing = use_state(|| false);
     let speed_ms = use_state(|| 900u32);
     let frames = p.report.as_ref().map(|r| r.analysis.steps.len()).unwrap_or(0);
+    let total = p.report.as_ref().map(|r| r.k + 1).unwrap_or(0);
     {
         // A new answer: start the animation from the first frame.
         let (frame, playing) = (frame.clone(), playing.clone());
@@ -586,8 +594,9 @@ fn watch(p: &WatchProps) -> Html {
     }
     {
         let (frame, playing) = (frame.clone(), playing.clone());
-        use_effect_with((*frame, *playing, *speed_ms, frames), move |&(f, play, ms, n)| {
-            let timeout = (play && n > 0).then(|| {
+        // Frames still arriving: the animation waits at the newest one instead of stopping.
+        use_effect_with((*frame, *playing, *speed_ms, frames, total), move |&(f, play, ms, n, total)| {
+            let timeout = (play && n > 0 && (f + 1 < n || n == total)).then(|| {
                 gloo_timers::callback::Timeout::new(ms, move || {
                     if f + 1 < n {
                         frame.set(f + 1);
@@ -611,8 +620,8 @@ fn watch(p: &WatchProps) -> Html {
     let a = &r.analysis;
     let q = ParsedQuestion { names: a.names.clone(), is_person: a.is_person.clone(), edges: a.edges.clone(), subject: a.root, options: a.options };
     let cur = (*frame).min(frames.saturating_sub(1));
-    let step = &a.steps[cur];
-    let done = cur + 1 == frames;
+    let step = a.steps.get(cur);
+    let done = frames == total && cur + 1 == frames;
     let answer_node = r.answer.split_whitespace().last().map(|w| w.trim_end_matches('.')).and_then(|w| a.names.iter().position(|n| n == w));
     let path = if done { q.path_edges(&r.text) } else { Vec::new() };
     let timeline = a.steps.iter().enumerate().map(|(i, s)| {
@@ -652,7 +661,7 @@ fn watch(p: &WatchProps) -> Html {
             let (frame, playing) = (frame.clone(), playing.clone());
             Callback::from(move |_: MouseEvent| {
                 playing.set(false);
-                frame.set((cur + 1).min(frames - 1));
+                frame.set((cur + 1).min(frames.saturating_sub(1)));
             })
         };
         let on_speed = Callback::from(move |e: Event| {
@@ -674,20 +683,25 @@ fn watch(p: &WatchProps) -> Html {
           </div>
         }
     };
-    let top = if step.top_tokens.is_empty() {
-        "the question alone: values are the model's next concept after “… is a”".to_string()
-    } else {
-        step.top_tokens.iter().map(|(t, p)| format!("{} {:.0}%", t.trim(), p * 100.0)).collect::<Vec<_>>().join(" · ")
+    let top = match step {
+        None => "computing the thought frames…".to_string(),
+        Some(st) if st.top_tokens.is_empty() => "the question alone: values are the model's next concept after “… is a”".to_string(),
+        Some(st) => st.top_tokens.iter().map(|(t, p)| format!("{} {:.0}%", t.trim(), p * 100.0)).collect::<Vec<_>>().join(" · "),
+    };
+    let heading = match step {
+        Some(st) if st.t > 0 => format!("Thought {} through the LM head: ", st.t),
+        Some(_) => "Frame 0: ".to_string(),
+        None => String::new(),
     };
     html! {
       <>
-        <Graph question={q.clone()} distribution={Some(step.distribution.clone())} frontier={step.frontier.clone()} path={path}
-               answer={done.then_some(answer_node).flatten()} />
+        <Graph question={q.clone()} distribution={step.map(|st| st.distribution.clone())} frontier={step.map(|st| st.frontier.clone()).unwrap_or_default()}
+               path={path} answer={done.then_some(answer_node).flatten()} />
         <p class="legend">{"Colour and size: the node's value (probability that it is the next concept named after switching to language), \
             normalised over the graph. Dashed ring: the frontier (nodes one hop beyond the explored ones). A/B: the two candidate answers."}</p>
-        <div class="timeline" role="group" aria-label="Thoughts">{ for timeline }</div>
+        <div class="timeline" role="group" aria-label="Thoughts" aria-busy={(frames < total).to_string()}>{ for timeline }</div>
         {controls}
-        <p class="top-tokens"><strong>{ if step.t == 0 { "Frame 0: ".to_string() } else { format!("Thought {} through the LM head: ", step.t) } }</strong>{top}</p>
+        <p class="top-tokens"><strong>{heading}</strong>{top}</p>
         <div class="answer-box">
           <p><strong>{"Answer: "}</strong><span data-testid="answer">{r.answer.clone()}</span></p>
           if r.text.trim() != format!("### {}", r.answer) {
@@ -695,7 +709,7 @@ fn watch(p: &WatchProps) -> Html {
           }
           <p class="timing">{format!("{} · k = {} · answer {:.0} ms (all thoughts + decoding){}",
               r.backend, r.k, r.generate_ms,
-              r.ms_per_thought.map(|ms| format!(" · {ms:.1} ms per thought")).unwrap_or_default())}</p>
+              r.ms_per_thought().map(|ms| format!(" · {ms:.1} ms per thought")).unwrap_or_default())}</p>
         </div>
         if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
       </>

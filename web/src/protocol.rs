@@ -1,7 +1,7 @@
 //! The typed messages between the UI thread and the model worker (serde + serde-wasm-bindgen).
 //! The UI never touches the model; the worker never touches the DOM.
 
-use coconut::analyze::Analysis;
+use coconut::analyze::{Analysis, ThoughtStep};
 use serde::{Deserialize, Serialize};
 
 /// UI → worker.
@@ -80,7 +80,10 @@ pub enum FromWorker {
     Loaded(ModelInfo),
     /// Loading failed; nothing half-loaded is kept (a model loaded before stays in use).
     LoadFailed { message: String },
+    /// The answer, with the graph; its frames follow one `Frame` each.
     Answer(Box<AnswerReport>),
+    /// One latent-analysis frame (t thoughts) of the answer `id`, and its wall time.
+    Frame { id: u32, step: ThoughtStep, ms: f64 },
     AskFailed { id: u32, message: String },
     FineTune(FineTuneEvent),
     /// Download links (object URLs) for the fine-tuned checkpoint's files.
@@ -121,7 +124,7 @@ pub struct AnswerReport {
     pub id: u32,
     pub k: usize,
     pub mode: Mode,
-    /// The graph and, per thought t = 0..=k, node values, frontier and top tokens.
+    /// The graph and, per thought t = 0..=k as the frames arrive, node values, frontier and top tokens.
     pub analysis: Analysis,
     /// The decoded continuation after the thoughts (language steps, if any, and "### answer").
     pub text: String,
@@ -131,9 +134,18 @@ pub struct AnswerReport {
     pub frame_ms: Vec<f64>,
     /// Wall time of the answer: one multi-pass forward over k thoughts + cached greedy decoding.
     pub generate_ms: f64,
-    /// Extra cost of one continuous thought: (frame k − frame 1) / (k − 1), ms (k ≥ 2).
-    pub ms_per_thought: Option<f64>,
     pub backend: String,
+}
+
+impl AnswerReport {
+    /// Extra cost of one continuous thought, (frame k − frame 1) / (k − 1) ms, once all frames are in.
+    /// Frame 0 (and on WebGPU frame 1, the first latent pass) also pays one-off kernel compilation.
+    /// A thought is one single-position pass over the KV cache: on a CPU its cost is within the
+    /// frames' noise, so the figure exists only when it is measurable (positive).
+    pub fn ms_per_thought(&self) -> Option<f64> {
+        let (k, ms) = (self.k, &self.frame_ms);
+        (k >= 2 && ms.len() == k + 1).then(|| (ms[k] - ms[1]) / (k - 1) as f64).filter(|v| *v > 0.0)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

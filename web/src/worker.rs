@@ -214,6 +214,9 @@ fn now_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The answer first (one multi-pass forward over the k thoughts + cached greedy decoding), then the
+/// latent-analysis frames t = 0..=k one message each, so the page shows the answer at once and
+/// animates the frames as they arrive.
 async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let loaded = s.loaded.borrow().clone().ok_or("no model is loaded yet")?;
     let device = s.device();
@@ -222,36 +225,28 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let k = if variant.markers() { req.k } else { 0 };
     let question = req.question.trim();
     let q = Question::new(tok, question, variant)?;
-    let mut steps = Vec::with_capacity(k + 1);
-    let mut frame_ms = Vec::with_capacity(k + 1);
-    for t in 0..=k {
-        let t0 = now_ms();
-        steps.push(q.step_async(&loaded.model, tok, t, &device).await?);
-        frame_ms.push(now_ms() - t0);
-    }
     let t0 = now_ms();
     let curriculum = Curriculum { variant, ..Curriculum::default() };
     let prompt = curriculum.prompt(&coconut::curriculum::Tokenized::question(question, tok).map_err(|e| e.to_string())?, k, tok.special);
     let gens = generate_async(&loaded.model, &[prompt], tok.special, 96, variant.feeds_back(), &device).await?;
     let generate_ms = now_ms() - t0;
     let text = tok.decode(&gens[0].tokens);
-    // Frame t runs the prompt with t thoughts: successive frames differ by one thought pass. Frame 0
-    // (and on WebGPU frame 1, the first latent pass) also pays one-off kernel compilation, so start at 1.
-    // A thought is one single-position pass over the KV cache: on a CPU its cost is within the frames'
-    // noise, so the figure is shown only when it is measurable (positive).
-    let ms_per_thought = (k >= 2).then(|| (frame_ms[k] - frame_ms[1]) / (k - 1) as f64).filter(|ms| *ms > 0.0);
     s.post(&FromWorker::Answer(Box::new(AnswerReport {
         id: req.id,
         k,
         mode: req.mode,
         answer: extract_answer(&text),
         text,
-        analysis: q.into_analysis(steps),
-        frame_ms,
+        analysis: q.analysis(Vec::new()),
+        frame_ms: Vec::new(),
         generate_ms,
-        ms_per_thought,
         backend: s.backend.borrow().info().label().into(),
     })));
+    for t in 0..=k {
+        let t0 = now_ms();
+        let step = q.step_async(&loaded.model, tok, t, &device).await?;
+        s.post(&FromWorker::Frame { id: req.id, step, ms: now_ms() - t0 });
+    }
     Ok(())
 }
 

@@ -168,8 +168,20 @@ impl Question {
     }
 
     pub fn into_analysis(self, steps: Vec<ThoughtStep>) -> Analysis {
-        let heights = heights(&self.g);
-        let q = self.q;
-        Analysis { names: q.names, is_person: q.is_person, edges: q.edges, root: q.subject, options: q.options, heights, steps }
+        self.analysis(steps)
+    }
+
+    /// The graph with `steps` (the page sends the graph first and the frames as they come).
+    pub fn analysis(&self, steps: Vec<ThoughtStep>) -> Analysis {
+        let q = &self.q;
+        Analysis {
+            names: q.names.clone(),
+            is_person: q.is_person.clone(),
+            edges: q.edges.clone(),
+            root: q.subject,
+            options: q.options,
+            heights: heights(&self.g),
+            steps,
+        }
     }
 }
