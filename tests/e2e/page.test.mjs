@@ -98,12 +98,12 @@ async function ask(page, question, k) {
   await page.fill('[data-testid="question-input"]', question);
   await page.fill('[data-testid="k-input"]', String(k));
   await page.dispatchEvent('[data-testid="k-input"]', "change");
-  const previous = await page.$$eval('[data-testid="answer"]', (els) => els.map((e) => e.textContent).join());
+  const previous = await page.$$eval('[data-testid="answer"]', (els) => els.map((e) => e.dataset.id).join());
   await page.click('[data-testid="ask-button"]');
   await page.waitForFunction(
     (prev) => {
       const a = document.querySelector('[data-testid="answer"]');
-      return (a && a.textContent !== prev) || document.querySelector('.watch [data-testid="error"]');
+      return (a && a.dataset.id !== prev) || document.querySelector('.watch [data-testid="error"]');
     },
     previous, { timeout: 240_000 },
   );
@@ -300,6 +300,13 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     console.log(`# CPU (wasm): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
     assert.equal(answer, nativeAnswer(item.question, K));
     await page.screenshot({ path: join(ARTIFACTS, "cpu-answer.png"), fullPage: true });
+    // An over-long question is refused with the model's limit, and the worker keeps answering.
+    const facts = item.question.slice(0, item.question.lastIndexOf("Is "));
+    await page.fill('[data-testid="question-input"]', facts.repeat(6) + item.question.slice(item.question.lastIndexOf("Is ")));
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForSelector('.watch [data-testid="error"]', { timeout: 60_000 });
+    assert.match(await page.textContent('.watch [data-testid="error"]'), /too long for this model: \d+ tokens .* at most \d+/);
+    assert.equal(await ask(page, item.question, K), answer);
     // Readable at phone width: nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -703,7 +703,7 @@ fn watch(p: &WatchProps) -> Html {
         {controls}
         <p class="top-tokens"><strong>{heading}</strong>{top}</p>
         <div class="answer-box">
-          <p><strong>{"Answer: "}</strong><span data-testid="answer">{r.answer.clone()}</span></p>
+          <p><strong>{"Answer: "}</strong><span data-testid="answer" data-id={r.id.to_string()}>{r.answer.clone()}</span></p>
           if r.text.trim() != format!("### {}", r.answer) {
             <pre class="language">{r.text.clone()}</pre>
           }

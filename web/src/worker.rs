@@ -228,7 +228,17 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let t0 = now_ms();
     let curriculum = Curriculum { variant, ..Curriculum::default() };
     let prompt = curriculum.prompt(&coconut::curriculum::Tokenized::question(question, tok).map_err(|e| e.to_string())?, k, tok.special);
-    let gens = generate_async(&loaded.model, &[prompt], tok.special, 96, variant.feeds_back(), &device).await?;
+    // Learned position embeddings: prompt + the analysis lead-in + the answer must fit n_positions.
+    let limit = loaded.ckpt.config.n_positions;
+    if prompt.len() + 16 > limit {
+        return Err(format!(
+            "the question is too long for this model: {} tokens with k = {k} thoughts, it reads at most {} (n_positions {limit}); shorten it",
+            prompt.len(),
+            limit - 16
+        ));
+    }
+    let max_new = 96.min(limit - prompt.len());
+    let gens = generate_async(&loaded.model, &[prompt], tok.special, max_new, variant.feeds_back(), &device).await?;
     let generate_ms = now_ms() - t0;
     let text = tok.decode(&gens[0].tokens);
     s.post(&FromWorker::Answer(Box::new(AnswerReport {
