@@ -34,7 +34,7 @@ pub enum ToWorker {
 pub enum Mode {
     /// k continuous thoughts, then language.
     Coconut,
-    /// Language chain of thought (no latent markers).
+    /// No thoughts (k = 0): the model reasons in language.
     Cot,
 }
 

@@ -221,8 +221,10 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let loaded = s.loaded.borrow().clone().ok_or("no model is loaded yet")?;
     let device = s.device();
     let tok = &loaded.ckpt.tokenizer;
-    let variant = if req.mode == Mode::Cot { Variant::Cot } else { loaded.variant };
-    let k = if variant.markers() { req.k } else { 0 };
+    // CoT mode: no thoughts, the model reasons in language (a Coconut checkpoint after its curriculum
+    // still writes steps at k = 0; a CoT checkpoint never uses thoughts).
+    let variant = loaded.variant;
+    let k = if req.mode == Mode::Cot || !variant.markers() { 0 } else { req.k };
     let question = req.question.trim();
     let q = Question::new(tok, question, variant)?;
     let t0 = now_ms();
