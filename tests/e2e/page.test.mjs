@@ -300,6 +300,13 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     console.log(`# CPU (wasm): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
     assert.equal(answer, nativeAnswer(item.question, K));
     await page.screenshot({ path: join(ARTIFACTS, "cpu-answer.png"), fullPage: true });
+    // CoT mode: no thoughts (the k box is disabled), one frame, the model continues in language.
+    await page.selectOption('select[aria-label="Reasoning mode"]', "cot");
+    assert.ok(await page.isDisabled('[data-testid="k-input"]'));
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForFunction(() => document.querySelector(".timing")?.textContent.includes("k = 0"), null, { timeout: 120_000 });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="thought-frame"]').length === 1, null, { timeout: 120_000 });
+    await page.selectOption('select[aria-label="Reasoning mode"]', "coconut");
     // An over-long question is refused with the model's limit, and the worker keeps answering.
     const facts = item.question.slice(0, item.question.lastIndexOf("Is "));
     await page.fill('[data-testid="question-input"]', facts.repeat(6) + item.question.slice(item.question.lastIndexOf("Is ")));
