@@ -346,6 +346,11 @@ test("a corrupt model download is refused with a clear message and a retry butto
     await page.unroute("**/static/models/prosqa-coconut/model.bpk*");
     await page.click("text=Retry download");
     await page.waitForSelector(".load .status >> text=loaded", { timeout: 120_000 });
+    // The verified files were cached (Cache API, keyed by the model version): a reload takes them from there.
+    const before = requests.filter((u) => u.includes("model.bpk")).length;
+    await page.reload();
+    await page.waitForSelector(".load .status >> text=from the browser cache", { timeout: 120_000 });
+    assert.equal(requests.filter((u) => u.includes("model.bpk")).length, before, "model.bpk was downloaded again");
   } finally {
     await browser.close();
   }
