@@ -317,7 +317,8 @@ pub fn app() -> Html {
     let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
 
     let on_ask = {
-        let (worker, dispatch, question, k, mode, next_id) = ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode.clone(), next_id.clone());
+        let (worker, dispatch, question, k, mode, next_id) =
+            ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode.clone(), next_id.clone());
         Callback::from(move |_: ()| {
             let id = {
                 let mut n = next_id.borrow_mut();
@@ -389,7 +390,9 @@ fn load_panel(page: &UseReducerHandle<Page>, worker: &WorkerHandle) -> Html {
                 m.source, "loaded", m.layers, m.width, m.parameters as f64 / 1e6, m.method,
                 if m.from_cache { ", from the browser cache" } else { "" })}</span>
         },
-        (None, None) if total > 0 => html! { <span>{format!("Downloading the model: {:.1} / {:.1} MB", loaded as f64 / 1e6, total as f64 / 1e6)}</span> },
+        (None, None) if total > 0 => {
+            html! { <span>{format!("Downloading the model: {:.1} / {:.1} MB", loaded as f64 / 1e6, total as f64 / 1e6)}</span> }
+        }
         (None, None) => html! { <span>{"Starting the model worker…"}</span> },
     };
     let retry = {
@@ -439,7 +442,8 @@ async fn read_checkpoint_files(files: &web_sys::FileList) -> Result<ToWorker, St
         }
     }
     let find = |name: &str| parts.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).ok_or(format!("pick the checkpoint's {name} too"));
-    let text = |f: web_sys::File| async move { JsFuture::from(f.text()).await.map(|t| t.as_string().unwrap_or_default()).map_err(|e| format!("{e:?}")) };
+    let text =
+        |f: web_sys::File| async move { JsFuture::from(f.text()).await.map(|t| t.as_string().unwrap_or_default()).map_err(|e| format!("{e:?}")) };
     let weights = JsFuture::from(find("model.bpk")?.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
     Ok(ToWorker::LoadFiles {
         manifest: text(find("manifest.json")?).await?,
@@ -518,7 +522,11 @@ fn question_panel(
     let unknown: HashSet<&str> = valid.unknown.iter().map(String::as_str).collect();
     let preview = question.split_inclusive(char::is_whitespace).map(|w| {
         let bare = w.trim().trim_end_matches(['.', '?', ',']);
-        if unknown.contains(bare) { html! { <u class="unknown-word">{w}</u> } } else { html! { {w} } }
+        if unknown.contains(bare) {
+            html! { <u class="unknown-word">{w}</u> }
+        } else {
+            html! { {w} }
+        }
     });
     let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
     html! {

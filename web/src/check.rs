@@ -48,7 +48,8 @@ async fn check(device: &burn::prelude::Device) -> Result<(Vec<u32>, Vec<f32>, f6
     let config_json = String::from_utf8(fetch_bytes(&format!("{SMOKE_DIR}/config.json")).await?).map_err(|e| e.to_string())?;
     let weights = fetch_bytes(&format!("{SMOKE_DIR}/model.safetensors")).await?;
     let tokenizer = fetch_bytes(&format!("{SMOKE_DIR}/tokenizer.json")).await?;
-    let expected: serde_json::Value = serde_json::from_slice(&fetch_bytes(&format!("{SMOKE_DIR}/expected.json")).await?).map_err(|e| e.to_string())?;
+    let expected: serde_json::Value =
+        serde_json::from_slice(&fetch_bytes(&format!("{SMOKE_DIR}/expected.json")).await?).map_err(|e| e.to_string())?;
     let text = expected["score"]["text"].as_str().ok_or("expected.json has no score.text")?;
     let config = hf::config_from_hf_json(&config_json).map_err(|e| e.to_string())?;
     let model = hf::gpt2_from_safetensors(&config, &weights, device).map_err(|e| e.to_string())?;

@@ -5,8 +5,8 @@
 use wasm_bindgen::prelude::*;
 
 mod app;
-mod check;
 mod chart;
+mod check;
 mod device;
 mod graph;
 mod loader;

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum ToWorker {
     /// Fetch (or take from the browser cache), verify and load the exported model at `base`
     /// (a directory with `web.json`, as `coconut export-web` writes it).
-    Load { base: String },
+    Load {
+        base: String,
+    },
     /// A checkpoint the user picked from disk (the four checkpoint files).
     LoadFiles {
         manifest: String,
@@ -76,19 +78,36 @@ pub enum FromWorker {
     /// The worker's wasm module is running and takes messages.
     Started,
     Backend(BackendInfo),
-    Progress { file: String, loaded: u64, total: u64 },
+    Progress {
+        file: String,
+        loaded: u64,
+        total: u64,
+    },
     Loaded(ModelInfo),
     /// Loading failed; nothing half-loaded is kept (a model loaded before stays in use).
-    LoadFailed { message: String },
+    LoadFailed {
+        message: String,
+    },
     /// The answer, with the graph; its frames follow one `Frame` each.
     Answer(Box<AnswerReport>),
     /// One latent-analysis frame (t thoughts) of the answer `id`, and its wall time.
-    Frame { id: u32, step: ThoughtStep, ms: f64 },
-    AskFailed { id: u32, message: String },
+    Frame {
+        id: u32,
+        step: ThoughtStep,
+        ms: f64,
+    },
+    AskFailed {
+        id: u32,
+        message: String,
+    },
     FineTune(FineTuneEvent),
     /// Download links (object URLs) for the fine-tuned checkpoint's files.
-    DownloadReady { files: Vec<(String, String)> },
-    Error { message: String },
+    DownloadReady {
+        files: Vec<(String, String)>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,13 +170,37 @@ impl AnswerReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum FineTuneEvent {
-    Started { total_steps: usize, train_questions: usize, heldout_questions: usize, seed: u64 },
-    Step { step: usize, stage: usize, loss: f32, samples_per_s: f64 },
-    Eval { step: usize, stage: usize, k: usize, accuracy: f64 },
-    Paused { step: usize },
-    Resumed { step: usize },
-    Finished { step: usize, cancelled: bool },
-    Failed { message: String },
+    Started {
+        total_steps: usize,
+        train_questions: usize,
+        heldout_questions: usize,
+        seed: u64,
+    },
+    Step {
+        step: usize,
+        stage: usize,
+        loss: f32,
+        samples_per_s: f64,
+    },
+    Eval {
+        step: usize,
+        stage: usize,
+        k: usize,
+        accuracy: f64,
+    },
+    Paused {
+        step: usize,
+    },
+    Resumed {
+        step: usize,
+    },
+    Finished {
+        step: usize,
+        cancelled: bool,
+    },
+    Failed {
+        message: String,
+    },
     /// The fine-tuned weights now answer questions.
     InUse,
 }

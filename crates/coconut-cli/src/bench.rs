@@ -67,7 +67,10 @@ fn gemm_peak_gflops(device: &Device) -> f64 {
 }
 
 fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 fn peak_rss_mb() -> f64 {
@@ -324,15 +327,32 @@ fn markdown(r: &Value) -> String {
         Some(&r["ratios"]["gen_b1_vs_kvcache"]),
     );
     for p in ["p50", "p95"] {
-        row(format!("generation {p} ms, batch 1 (vs HF with KV cache)"), &r["gen_latency_ms_b1"][p], Some(&refv["gen_latency_ms_b1_kvcache"][p]), None);
+        row(
+            format!("generation {p} ms, batch 1 (vs HF with KV cache)"),
+            &r["gen_latency_ms_b1"][p],
+            Some(&refv["gen_latency_ms_b1_kvcache"][p]),
+            None,
+        );
     }
     row("ms per continuous thought, batch 1 (prompt forward k = 6 minus k = 0, / 6)".into(), &r["thought_ms_b1"]["mean"], None, None);
     for b in ["b32", "b128"] {
-        row(format!("generation questions/s, batch {}", &b[1..]), &r["gen_questions_per_s"][b], Some(&refv["gen_questions_per_s"][b]), Some(&r["ratios"][format!("gen_{b}")]));
+        row(
+            format!("generation questions/s, batch {}", &b[1..]),
+            &r["gen_questions_per_s"][b],
+            Some(&refv["gen_questions_per_s"][b]),
+            Some(&r["ratios"][format!("gen_{b}")]),
+        );
     }
     for st in STAGES {
-        row(format!("training GFLOP/s, stage {st} (fraction of GEMM peak: {:.0}%)", 100.0 * r["train_gflops"][format!("stage{st}")].as_f64().unwrap_or(0.0) / r["gemm_peak_gflops"].as_f64().unwrap_or(f64::NAN)),
-            &r["train_gflops"][format!("stage{st}")], None, None);
+        row(
+            format!(
+                "training GFLOP/s, stage {st} (fraction of GEMM peak: {:.0}%)",
+                100.0 * r["train_gflops"][format!("stage{st}")].as_f64().unwrap_or(0.0) / r["gemm_peak_gflops"].as_f64().unwrap_or(f64::NAN)
+            ),
+            &r["train_gflops"][format!("stage{st}")],
+            None,
+            None,
+        );
     }
     row("f32 GEMM peak, GFLOP/s (1024³ matmul)".into(), &r["gemm_peak_gflops"], Some(&refv["gemm_peak_gflops"]), None);
     row("peak RSS, MB".into(), &r["peak_rss_mb"], Some(&refv["peak_rss_mb"]), None);

@@ -373,10 +373,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => export_web(&checkpoint, &out, &method, max_thoughts)?,
-        Command::Bench { config, json, reference, batch_size, train_steps, questions, test_file } => bench::bench(
-            bench::BenchArgs { config, json, reference, batch_size, train_steps, questions, test_file },
-            device(&cli.backend)?,
-        )?,
+        Command::Bench { config, json, reference, batch_size, train_steps, questions, test_file } => {
+            bench::bench(bench::BenchArgs { config, json, reference, batch_size, train_steps, questions, test_file }, device(&cli.backend)?)?
+        }
     }
     Ok(())
 }

@@ -172,12 +172,11 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
         .unwrap();
     let state = killed.join("last/trainer.json");
     let step = loop {
-        if let Ok(s) = std::fs::read_to_string(&state) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
-                if v["global_step"].as_u64().unwrap_or(0) >= 30 {
-                    break v["global_step"].as_u64().unwrap();
-                }
-            }
+        if let Ok(s) = std::fs::read_to_string(&state)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+            && v["global_step"].as_u64().unwrap_or(0) >= 30
+        {
+            break v["global_step"].as_u64().unwrap();
         }
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -388,8 +387,17 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     let json = dir.join("b.json");
     let test = root().join("../shared/prosqa/prosqa_test.json");
     coconut_ok(&[
-        "bench", "--config", "page", "--json", json.to_str().unwrap(), "--questions", "3", "--train-steps", "1",
-        "--test-file", test.to_str().unwrap(),
+        "bench",
+        "--config",
+        "page",
+        "--json",
+        json.to_str().unwrap(),
+        "--questions",
+        "3",
+        "--train-steps",
+        "1",
+        "--test-file",
+        test.to_str().unwrap(),
     ]);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     for key in ["stage0", "stage3", "stage6"] {

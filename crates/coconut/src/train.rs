@@ -64,6 +64,7 @@ pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
 
 /// The collated training batch of `indices` at `stage`; the uniform-stage draw is seeded by
 /// (`seed`, `step`) so a resumed run builds the same batch.
+#[allow(clippy::too_many_arguments)]
 pub fn training_batch(
     data: &[Tokenized],
     indices: &[usize],

@@ -87,7 +87,7 @@ fn mismatched_config_or_version_is_refused() {
     m.config_hash = coconut::checkpoint::config_hash(&other);
     std::fs::write(dir.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
     let reloaded = Checkpoint::load(&dir).unwrap();
-    let err = reloaded.model(&Device::flex()).err().expect("weights of 2 layers cannot fill 3").to_string();
+    let err = reloaded.model(&Device::flex()).expect_err("weights of 2 layers cannot fill 3").to_string();
     assert!(err.contains("model.bpk does not fit config.json"), "{err}");
     // Another format version.
     m.format_version = 99;
