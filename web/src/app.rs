@@ -281,11 +281,8 @@ fn random_question(seed: u64) -> Option<coconut::data::Item> {
 }
 
 async fn fetch_examples() -> Result<Vec<Example>, String> {
-    let w = web_sys::window().ok_or("no window")?;
-    let resp: web_sys::Response =
-        JsFuture::from(w.fetch_with_str("static/examples.json")).await.map_err(|e| format!("{e:?}"))?.dyn_into().map_err(|_| "not a response")?;
-    let text = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
-    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| format!("static/examples.json: {e}"))
+    let bytes = crate::loader::fetch_bytes("static/examples.json").await?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("static/examples.json: {e}"))
 }
 
 #[function_component(App)]

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use coconut::{hf, score};
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
-use crate::device;
+use crate::device::{self, now_ms};
+use crate::loader::fetch_bytes;
 
 const SMOKE_DIR: &str = "static/smoke";
 
@@ -57,19 +56,4 @@ async fn check(device: &burn::prelude::Device) -> Result<(Vec<u32>, Vec<f32>, f6
     let tokens = tok.encode(text).map_err(|e| e.to_string())?;
     let logprobs = score::token_logprobs_async(&model, &tokens, device).await?;
     Ok((tokens, logprobs, now_ms() - t0))
-}
-
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
-}
-
-async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let resp = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("fetch {url}: {e:?}"))?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a Response")?;
-    if !resp.ok() {
-        return Err(format!("fetch {url}: HTTP {}", resp.status()));
-    }
-    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
-    Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }

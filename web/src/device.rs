@@ -53,3 +53,12 @@ pub async fn sleep(d: Duration) {
     });
     let _ = JsFuture::from(promise).await;
 }
+
+/// Milliseconds from `performance.now()` (window or worker).
+pub fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}

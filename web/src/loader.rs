@@ -44,6 +44,8 @@ impl Fetched {
     }
 }
 
+/// The global object as a worker scope. In a window the same `fetch` and `caches` methods exist and
+/// web-sys calls them structurally, so `fetch_bytes` serves the UI thread too.
 fn scope() -> WorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
@@ -86,6 +88,11 @@ async fn read_body(resp: Response, url: &str, mut on_chunk: impl FnMut(u64)) -> 
     Ok(out)
 }
 
+/// A whole file, uncached (the examples, the stack check's fixture).
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    read_body(fetch(url).await?, url, |_| {}).await
+}
+
 fn verify(f: &WebFile, bytes: &[u8]) -> Result<(), String> {
     if bytes.len() as u64 != f.bytes {
         return Err(format!("{}: {} bytes, web.json says {} (truncated or wrong file)", f.name, bytes.len(), f.bytes));
@@ -100,7 +107,7 @@ fn verify(f: &WebFile, bytes: &[u8]) -> Result<(), String> {
 /// `progress(file, loaded, total)` counts bytes over all files.
 pub async fn fetch_model(base: &str, mut progress: impl FnMut(&str, u64, u64)) -> Result<Fetched, String> {
     let base = base.trim_end_matches('/');
-    let web_json = read_body(fetch(&format!("{base}/web.json")).await?, "web.json", |_| {}).await?;
+    let web_json = fetch_bytes(&format!("{base}/web.json")).await?;
     let manifest: WebManifest = serde_json::from_slice(&web_json).map_err(|e| format!("{base}/web.json is malformed: {e}"))?;
     if manifest.format != "coconut-web" {
         return Err(format!("{base}/web.json: format `{}` is not coconut-web", manifest.format));

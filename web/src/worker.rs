@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::device::{self, Picked};
+use crate::device::{self, Picked, now_ms};
 use crate::loader;
 use crate::protocol::*;
 
@@ -204,14 +204,6 @@ fn install(s: &State, ckpt: Checkpoint, method: &str, max_thoughts: usize, sourc
     *s.tuned.borrow_mut() = None;
     s.post(&FromWorker::Loaded(info));
     Ok(())
-}
-
-fn now_ms() -> f64 {
-    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
-        .map(|p| p.now())
-        .unwrap_or(0.0)
 }
 
 /// The answer first (one multi-pass forward over the k thoughts + cached greedy decoding), then the

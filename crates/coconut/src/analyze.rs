@@ -109,7 +109,7 @@ pub async fn analyze_async(model: &Gpt2, tok: &CoconutTokenizer, question: &str,
     for t in 0..=k {
         steps.push(q.step_async(model, tok, t, device).await?);
     }
-    Ok(q.into_analysis(steps))
+    Ok(q.analysis(steps))
 }
 
 /// A question prepared for analysis: its graph, tokens and node names. The page computes its
@@ -165,10 +165,6 @@ impl Question {
         let total: f32 = values.iter().sum::<f32>().max(f32::MIN_POSITIVE);
         let distribution = values.iter().map(|v| v / total).collect();
         Ok(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..self.g.n).filter(|&v| self.dist[v] == t + 1).collect() })
-    }
-
-    pub fn into_analysis(self, steps: Vec<ThoughtStep>) -> Analysis {
-        self.analysis(steps)
     }
 
     /// The graph with `steps` (the page sends the graph first and the frames as they come).
