@@ -33,7 +33,7 @@ const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
     about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
         With no subcommand, trains the default run (configs/prosqa-small-coconut.toml) into\n\
-        runs/prosqa-small-coconut/. Not built yet: bench (performance issue)."
+        runs/prosqa-small-coconut/."
 )]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).

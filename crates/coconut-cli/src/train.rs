@@ -63,6 +63,11 @@ pub struct DataSection {
     pub seed: u64,
     pub train_file: Option<PathBuf>,
     pub val_file: Option<PathBuf>,
+    /// Generated datasets only: every epoch after the first trains on `train_size` newly generated
+    /// questions (seeded by `seed` and the epoch; never a validation or official question), so a
+    /// long run does not re-read the same graphs. Epoch 0 uses the first split.
+    #[serde(default)]
+    pub fresh_each_epoch: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -138,6 +143,28 @@ fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
         }
         "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
         other => bail!("data.dataset `{other}` is not one of prosqa, prontoqa, files"),
+    })
+}
+
+/// The training questions of `epoch > 0` when `fresh_each_epoch` is on: a new draw from the
+/// generator, deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
+fn fresh_train_items(d: &DataSection, epoch: usize, val: &[Item]) -> Result<Vec<Item>> {
+    let seed = d.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    Ok(match d.dataset.as_str() {
+        "prosqa" => {
+            let mut exclude: HashSet<String> = val.iter().map(|i| i.question.clone()).collect();
+            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
+                if f.exists() {
+                    exclude.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
+                }
+            }
+            prosqa::generate(d.train_size, seed, &prosqa::GenConfig::default(), &exclude)
+        }
+        "prontoqa" => {
+            let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
+            prontoqa::generate(d.train_size + val.len(), seed).into_iter().filter(|i| !held.contains(i.question.as_str())).take(d.train_size).collect()
+        }
+        other => bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not `{other}`"),
     })
 }
 
@@ -227,28 +254,36 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             (ckpt.config, model, ckpt.tokenizer, optim, state)
         }
     };
-    let train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
+    if cfg.data.fresh_each_epoch && cfg.data.dataset == "files" {
+        bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
+    }
+    let mut train_items = train_items;
+    let mut train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
     let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
     let c = &cfg.curriculum;
-    let longest = train_data
-        .iter()
-        .chain(&val_data)
-        .map(|t| {
-            t.question.len()
-                + 2
-                + c.max_latent_stage * c.c_thought
-                + t.steps.iter().map(Vec::len).sum::<usize>()
-                + t.answer.len()
-                + cfg.run.eval_max_new_tokens
-        })
-        .max()
-        .unwrap_or(0);
-    if longest > config.n_positions {
-        bail!(
-            "sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}",
-            config.n_positions
-        );
-    }
+    let fits = |data: &[coconut::curriculum::Tokenized]| -> Result<()> {
+        let longest = data
+            .iter()
+            .chain(&val_data)
+            .map(|t| {
+                t.question.len()
+                    + 2
+                    + c.max_latent_stage * c.c_thought
+                    + t.steps.iter().map(Vec::len).sum::<usize>()
+                    + t.answer.len()
+                    + cfg.run.eval_max_new_tokens
+            })
+            .max()
+            .unwrap_or(0);
+        if longest > config.n_positions {
+            bail!(
+                "sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}",
+                config.n_positions
+            );
+        }
+        Ok(())
+    };
+    fits(&train_data)?;
     let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
     eprintln!(
         "training {} on {} device(s) ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
@@ -275,6 +310,11 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             optim = cfg.optim.optimizer();
         }
         state.stage = stage;
+        if cfg.data.fresh_each_epoch && state.epoch > 0 {
+            train_items = fresh_train_items(&cfg.data, state.epoch, &val_items)?;
+            train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
+            fits(&train_data)?;
+        }
         let batches = epoch_batches(train_items.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             let indices = &batches[state.batch_in_epoch];
@@ -370,5 +410,31 @@ mod tests {
             }
         }
         assert!(n >= 6, "configs/ has the small and the paper configs");
+    }
+
+    #[test]
+    fn fresh_epochs_draw_new_questions_and_never_validation_ones() {
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 300,
+            val_size: 50,
+            seed: 5,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: true,
+        };
+        let (first, val) = load_data(&d).unwrap();
+        let one = fresh_train_items(&d, 1, &val).unwrap();
+        let two = fresh_train_items(&d, 2, &val).unwrap();
+        assert_eq!(one.len(), 300);
+        assert_eq!(one, fresh_train_items(&d, 1, &val).unwrap(), "a resumed run must see the same epoch");
+        let seen: HashSet<&str> = first.iter().map(|i| i.question.as_str()).collect();
+        let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
+        let new = |e: &[Item]| e.iter().filter(|i| !seen.contains(i.question.as_str())).count();
+        assert!(new(&one) > 290 && new(&two) > 290, "epochs 1 and 2 are new graphs");
+        assert_ne!(one, two);
+        assert!(one.iter().chain(&two).all(|i| !held.contains(i.question.as_str())), "no validation question is trained on");
+        let files = DataSection { dataset: "files".into(), ..d };
+        assert!(fresh_train_items(&files, 1, &val).unwrap_err().to_string().contains("generated dataset"));
     }
 }
