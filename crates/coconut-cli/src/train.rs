@@ -110,7 +110,13 @@ pub struct TrainerState {
     pub batch_in_epoch: usize,
     pub global_step: usize,
     pub stage: usize,
+    /// Best validation accuracy at the current stage (`best/` holds that model): a new stage
+    /// starts a new best, so at the end `best/` is the best model of the final stage, the one
+    /// evaluated with the method's number of thoughts.
     pub best_val_accuracy: Option<f64>,
+    /// Seconds spent in this run so far (training and validation, across resumes).
+    #[serde(default)]
+    pub elapsed_s: f64,
 }
 
 impl TrainConfig {
@@ -239,7 +245,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         None => {
             let (config, model, tok) = initial_model(&cfg, &train_device)?;
             let state =
-                TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None };
+                TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None, elapsed_s: 0.0 };
             (config, model, tok, cfg.optim.optimizer(), state)
         }
         Some(dir) => {
@@ -304,8 +310,12 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} | {msg}").expect("template"));
     let mut window = (Instant::now(), 0usize);
 
+    let mut clock = Instant::now();
     while state.epoch < cfg.run.epochs {
         let stage = cfg.curriculum.stage_of_epoch(state.epoch);
+        if stage != state.stage {
+            state.best_val_accuracy = None;
+        }
         if state.batch_in_epoch == 0 && state.epoch > 0 && stage != cfg.curriculum.stage_of_epoch(state.epoch - 1) && cfg.optim.reset_optimizer {
             optim = cfg.optim.optimizer();
         }
@@ -357,10 +367,12 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
                 writeln!(
                     metrics,
                     "{}",
-                    serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps})
+                    serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps, "time_s": state.elapsed_s + clock.elapsed().as_secs_f64()})
                 )?;
             }
             if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
+                state.elapsed_s += clock.elapsed().as_secs_f64();
+                clock = Instant::now();
                 save_last(&out, &config, &model, &tok, &optim, &state)?;
             }
         }
@@ -379,7 +391,13 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             cfg.run.eval_max_new_tokens,
             &eval_device,
         );
-        writeln!(metrics, "{}", serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "val_accuracy": acc, "k": k}))?;
+        state.elapsed_s += clock.elapsed().as_secs_f64();
+                clock = Instant::now();
+        writeln!(
+            metrics,
+            "{}",
+            serde_json::json!({"step": state.global_step, "epoch": state.epoch, "stage": stage, "val_accuracy": acc, "k": k, "time_s": state.elapsed_s})
+        )?;
         bar.println(format!("epoch {} (stage {stage}, k={k}): validation accuracy {:.1}%", state.epoch, 100.0 * acc));
         state.epoch += 1;
         state.batch_in_epoch = 0;
@@ -390,7 +408,12 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         save_last(&out, &config, &model, &tok, &optim, &state)?;
     }
     bar.finish();
-    eprintln!("done: {} (best validation accuracy {:.1}%)", out.display(), 100.0 * state.best_val_accuracy.unwrap_or(0.0));
+    eprintln!(
+        "done: {} in {:.0} s (best validation accuracy at the final stage {:.1}%)",
+        out.display(),
+        state.elapsed_s,
+        100.0 * state.best_val_accuracy.unwrap_or(0.0)
+    );
     Ok(())
 }
 
