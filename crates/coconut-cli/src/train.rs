@@ -313,7 +313,9 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let mut clock = Instant::now();
     while state.epoch < cfg.run.epochs {
         let stage = cfg.curriculum.stage_of_epoch(state.epoch);
-        if stage != state.stage {
+        // Stages past the last are one phase (every step is a thought); a new phase starts a new best.
+        let phase = |s: usize| s.min(cfg.curriculum.max_latent_stage + 1);
+        if phase(stage) != phase(state.stage) {
             state.best_val_accuracy = None;
         }
         if state.batch_in_epoch == 0 && state.epoch > 0 && stage != cfg.curriculum.stage_of_epoch(state.epoch - 1) && cfg.optim.reset_optimizer {

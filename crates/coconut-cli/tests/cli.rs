@@ -163,6 +163,16 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     coconut_ok(&["train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
     let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().any(|l| l.contains("val_accuracy")) && metrics.lines().any(|l| l.contains("\"loss\"")));
+    // best/ is the best of the final stage (stage ≥ 3 here: every step a thought), not of a CoT stage.
+    let final_best = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["stage"].as_u64().unwrap() >= 3)
+        .filter_map(|v| v["val_accuracy"].as_f64())
+        .fold(f64::MIN, f64::max);
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("last/trainer.json")).unwrap()).unwrap();
+    assert_eq!(state["best_val_accuracy"].as_f64().unwrap(), final_best);
+    assert!(state["elapsed_s"].as_f64().unwrap() > 0.0);
 
     // SIGKILL once a mid-run checkpoint exists, then resume.
     let mut child = Command::new(env!("CARGO_BIN_EXE_coconut"))
