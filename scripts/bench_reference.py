@@ -2,7 +2,8 @@
 """The PyTorch side of `coconut bench --reference`, written for this repository (not the official code).
 
 Reads the shapes and the exact token sequences our bench used (JSON from `coconut bench`), and measures
-the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the CPU:
+the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the CPU (or on CUDA with
+`coconut bench --reference-device cuda`; timings then synchronise the GPU before reading the clock):
 
   (a) plain forward + backward + AdamW on the training sequences (no thoughts fed back),
   (b) the Coconut multi-pass forward as the paper describes it: n thoughts => n + 1 sequential passes
@@ -24,16 +25,29 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 
+DEV = torch.device("cpu")
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def clock():
+    sync()
+    return time.perf_counter()
+
+
 def model_from(cfg):
     c = GPT2Config(vocab_size=cfg["vocab_size"], n_positions=cfg["n_positions"], n_embd=cfg["n_embd"], n_layer=cfg["n_layer"],
                    n_head=cfg["n_head"], n_inner=cfg.get("n_inner"), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     torch.manual_seed(0)
-    return GPT2LMHeadModel(c)
+    return GPT2LMHeadModel(c).to(DEV)
 
 
 def tensors(batch):
-    return (torch.tensor(batch["input_ids"]), torch.tensor(batch["labels"]), torch.tensor(batch["attention_mask"]),
-            torch.tensor(batch["position_ids"]), batch["latent_positions"])
+    t = lambda k: torch.tensor(batch[k], device=DEV)
+    return t("input_ids"), t("labels"), t("attention_mask"), t("position_ids"), batch["latent_positions"]
 
 
 def coconut_forward(model, ids, mask, pos, latents, feed_back=True):
@@ -79,10 +93,10 @@ def train_rate(model, batch, steps, multipass):
         return loss.item()
 
     step()  # warm-up
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         step()
-    return ids.shape[0] * steps / (time.perf_counter() - t0)
+    return ids.shape[0] * steps / (clock() - t0)
 
 
 def left_pad(prompts, pad):
@@ -91,7 +105,7 @@ def left_pad(prompts, pad):
     mask = [[0] * (n - len(p)) + [1] * len(p) for p in prompts]
     pos = [[0] * (n - len(p)) + list(range(len(p))) for p in prompts]
     lat = [[i + n - len(p) for i, t in enumerate(p) if t == LATENT] for p in prompts]
-    return torch.tensor(ids), torch.tensor(mask), torch.tensor(pos), lat
+    return torch.tensor(ids, device=DEV), torch.tensor(mask, device=DEV), torch.tensor(pos, device=DEV), lat
 
 
 @torch.no_grad()
@@ -129,20 +143,21 @@ def decode_cached(model, prompts, new_tokens):
 def latency(fn, prompts, new_tokens):
     ms = []
     for p, n in zip(prompts, new_tokens):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn(p, n)
-        ms.append((time.perf_counter() - t0) * 1000)
+        ms.append((clock() - t0) * 1000)
     q = statistics.quantiles(ms, n=20)
     return {"mean": statistics.fmean(ms), "p50": statistics.median(ms), "p95": q[18]}
 
 
 def main():
-    global LATENT, EOS
+    global LATENT, EOS, DEV
     spec = json.load(open(sys.argv[1]))
     torch.set_num_threads(spec["threads"])
+    DEV = torch.device(spec.get("device", "cpu"))
     LATENT, EOS = spec["latent_id"], spec["eos_id"]
     model = model_from(spec["config"])
-    out = {"threads": spec["threads"], "torch": torch.__version__, "train_samples_per_s": {}, "train_plain_samples_per_s": {}}
+    out = {"threads": spec["threads"], "device": str(DEV), "torch": torch.__version__, "train_samples_per_s": {}, "train_plain_samples_per_s": {}}
     for stage, batch in spec["train"].items():
         model.train()
         out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True)
@@ -156,16 +171,18 @@ def main():
     for b in gen["batch_sizes"]:
         prompts = gen["batched_prompts"][:b]
         decode_cached(model, prompts[:2], 2)  # warm-up
-        t0 = time.perf_counter()
+        t0 = clock()
         decode_cached(model, prompts, max(gen["new_tokens"]))
-        out["gen_questions_per_s"][f"b{b}"] = len(prompts) / (time.perf_counter() - t0)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        out["gen_questions_per_s"][f"b{b}"] = len(prompts) / (clock() - t0)
+    a, b = torch.randn(1024, 1024, device=DEV), torch.randn(1024, 1024, device=DEV)
     a @ b
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(5):
         a @ b
-    out["gemm_peak_gflops"] = 2 * 1024**3 * 5 / (time.perf_counter() - t0) / 1e9
+    out["gemm_peak_gflops"] = 2 * 1024**3 * 5 / (clock() - t0) / 1e9
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if DEV.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     json.dump(out, open(sys.argv[2], "w"), indent=1)
 
 

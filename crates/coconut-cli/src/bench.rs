@@ -26,6 +26,7 @@ pub struct BenchArgs {
     pub config: String,
     pub json: PathBuf,
     pub reference: bool,
+    pub reference_device: String,
     pub batch_size: Option<usize>,
     pub train_steps: usize,
     pub questions: usize,
@@ -214,6 +215,7 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
             "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
                         "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
             "threads": threads,
+            "device": args.reference_device,
             "latent_id": tok.special.latent, "eos_id": tok.special.eos,
             "train_steps": args.train_steps,
             "train": ref_train,
@@ -234,7 +236,13 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
 
 /// Runs scripts/bench_reference.py in the repository's Python venv (created by scripts/bench-reference-env).
 fn run_reference(spec: &Value) -> Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The repository holding the scripts: the current directory (a binary carried to another
+    // machine runs from its checkout), else the one this binary was built from.
+    let root = if Path::new("scripts/bench_reference.py").exists() {
+        Path::new(".").to_path_buf()
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    };
     let setup = root.join("scripts/bench-reference-env");
     let out = std::process::Command::new(&setup).output().with_context(|| format!("running {}", setup.display()))?;
     if !out.status.success() {

@@ -170,6 +170,9 @@ enum Command {
         /// Also measure PyTorch (scripts/bench_reference.py in .venv, which scripts/bench-reference-env makes when missing).
         #[arg(long)]
         reference: bool,
+        /// Where PyTorch runs for `--reference`: cpu, or cuda (a GPU machine, next to `--backend cuda`).
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+        reference_device: String,
         /// Training batch size (default: 32 for small/page, 8 for gpt2).
         #[arg(long)]
         batch_size: Option<usize>,
@@ -373,9 +376,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => export_web(&checkpoint, &out, &method, max_thoughts)?,
-        Command::Bench { config, json, reference, batch_size, train_steps, questions, test_file } => {
-            bench::bench(bench::BenchArgs { config, json, reference, batch_size, train_steps, questions, test_file }, device(&cli.backend)?)?
-        }
+        Command::Bench { config, json, reference, reference_device, batch_size, train_steps, questions, test_file } => bench::bench(
+            bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, questions, test_file },
+            device(&cli.backend)?,
+        )?,
     }
     Ok(())
 }

@@ -168,7 +168,11 @@ fn fresh_train_items(d: &DataSection, epoch: usize, val: &[Item]) -> Result<Vec<
         }
         "prontoqa" => {
             let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
-            prontoqa::generate(d.train_size + val.len(), seed).into_iter().filter(|i| !held.contains(i.question.as_str())).take(d.train_size).collect()
+            prontoqa::generate(d.train_size + val.len(), seed)
+                .into_iter()
+                .filter(|i| !held.contains(i.question.as_str()))
+                .take(d.train_size)
+                .collect()
         }
         other => bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not `{other}`"),
     })
@@ -244,8 +248,14 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let (config, mut model, tok, mut optim, mut state) = match resume {
         None => {
             let (config, model, tok) = initial_model(&cfg, &train_device)?;
-            let state =
-                TrainerState { epoch: 0, batch_in_epoch: 0, global_step: 0, stage: cfg.curriculum.stage_of_epoch(0), best_val_accuracy: None, elapsed_s: 0.0 };
+            let state = TrainerState {
+                epoch: 0,
+                batch_in_epoch: 0,
+                global_step: 0,
+                stage: cfg.curriculum.stage_of_epoch(0),
+                best_val_accuracy: None,
+                elapsed_s: 0.0,
+            };
             (config, model, tok, cfg.optim.optimizer(), state)
         }
         Some(dir) => {
@@ -394,7 +404,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             &eval_device,
         );
         state.elapsed_s += clock.elapsed().as_secs_f64();
-                clock = Instant::now();
+        clock = Instant::now();
         writeln!(
             metrics,
             "{}",
