@@ -19,8 +19,19 @@ use crate::chart::LossChart;
 use crate::graph::Graph;
 use crate::protocol::*;
 
-/// The shipped model, relative to the page.
-const MODEL_DIR: &str = "static/models/prosqa-coconut";
+/// The shipped models, relative to the page: the Coconut model (the default) and the same-size CoT
+/// baseline, for the comparison mode.
+const SHIPPED: [(&str, &str); 2] =
+    [("static/models/prosqa-coconut", "Coconut model (default)"), ("static/models/prosqa-cot", "CoT baseline (same size, language steps)")];
+
+thread_local! {
+    /// Which shipped model the worker loads (also after it restarts on the CPU).
+    static CHOSEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn chosen_model_dir() -> &'static str {
+    SHIPPED[CHOSEN.with(std::cell::Cell::get)].0
+}
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Example {
@@ -225,7 +236,7 @@ fn spawn_worker(handle: WorkerHandle, dispatch: UseReducerDispatcher<Page>, back
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<FromWorker>(ev.data()) {
         Ok(msg) => {
             match &msg {
-                FromWorker::Started => h.send(&ToWorker::Load { base: absolute(MODEL_DIR) }),
+                FromWorker::Started => h.send(&ToWorker::Load { base: absolute(chosen_model_dir()) }),
                 FromWorker::Loaded(_) | FromWorker::LoadFailed { .. } => mark_ready(),
                 _ => {}
             }
@@ -312,6 +323,7 @@ pub fn app() -> Html {
     let valid = validate(&question, page.tokenizer.as_deref());
     let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(6);
     let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
+    let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
 
     let on_ask = {
         let (worker, dispatch, question, k, mode, next_id) =
@@ -323,7 +335,8 @@ pub fn app() -> Html {
                 *n
             };
             dispatch.dispatch(Action::Asking(id));
-            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode: (*mode).clone() }));
+            let mode = if is_cot_model { Mode::Cot } else { (*mode).clone() };
+            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode }));
         })
     };
 
@@ -396,9 +409,21 @@ fn load_panel(page: &UseReducerHandle<Page>, worker: &WorkerHandle) -> Html {
         let (worker, dispatch) = (worker.clone(), page.dispatcher());
         Callback::from(move |_: MouseEvent| {
             dispatch.dispatch(Action::Loading);
-            worker.send(&ToWorker::Load { base: absolute(MODEL_DIR) });
+            worker.send(&ToWorker::Load { base: absolute(chosen_model_dir()) });
         })
     };
+    let on_shipped = {
+        let (worker, dispatch) = (worker.clone(), page.dispatcher());
+        Callback::from(move |e: Event| {
+            let sel: HtmlSelectElement = e.target_unchecked_into();
+            if let Some(i) = sel.value().parse::<usize>().ok().filter(|&i| i < SHIPPED.len()) {
+                CHOSEN.with(|c| c.set(i));
+                dispatch.dispatch(Action::Loading);
+                worker.send(&ToWorker::Load { base: absolute(SHIPPED[i].0) });
+            }
+        })
+    };
+    let chosen = CHOSEN.with(std::cell::Cell::get);
     let on_files = {
         let (worker, dispatch) = (worker.clone(), page.dispatcher());
         Callback::from(move |e: Event| {
@@ -421,6 +446,11 @@ fn load_panel(page: &UseReducerHandle<Page>, worker: &WorkerHandle) -> Html {
         <progress data-testid="load-progress" max={total.max(1).to_string()} value={if page.model.is_some() { total.max(1) } else { loaded }.to_string()}
                   aria-label="Model download progress"></progress>
         <p class="status">{status}</p>
+        <label>{"Shipped model "}
+          <select data-testid="model-select" onchange={on_shipped} aria-label="Shipped model">
+            { for SHIPPED.iter().enumerate().map(|(i, (_, name))| html! { <option value={i.to_string()} selected={i == chosen}>{*name}</option> }) }
+          </select>
+        </label>
         if page.load_error.is_some() {
           <button onclick={retry}>{"Retry download"}</button>
         }
@@ -526,6 +556,7 @@ fn question_panel(
         }
     });
     let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
+    let mode_now = if is_cot_model { Mode::Cot } else { (**mode).clone() };
     html! {
       <>
         <div class="row">
@@ -555,12 +586,12 @@ fn question_panel(
         <div class="row">
           <label>{"Thoughts k "}
             <input type="number" data-testid="k-input" min="0" max={max_k.to_string()} value={k.to_string()} onchange={on_k}
-                   disabled={**mode == Mode::Cot} />
+                   disabled={mode_now == Mode::Cot} />
           </label>
           <label>{"Mode "}
             <select onchange={on_mode} aria-label="Reasoning mode">
-              <option value="coconut" selected={**mode == Mode::Coconut} disabled={is_cot_model}>{"Coconut (latent thoughts)"}</option>
-              <option value="cot" selected={**mode == Mode::Cot}>{"CoT (language steps)"}</option>
+              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={is_cot_model}>{"Coconut (latent thoughts)"}</option>
+              <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
             </select>
           </label>
           <button class="primary" data-testid="ask-button" disabled={!can_ask} onclick={Callback::from(move |_: MouseEvent| on_ask.emit(()))}>
