@@ -17,6 +17,7 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DIST = join(ROOT, "dist");
 const ARTIFACTS = join(ROOT, "tests/e2e/artifacts");
 const MODEL = join(ROOT, "static/models/prosqa-coconut");
+const COT_MODEL = join(ROOT, "static/models/prosqa-cot");
 const COCONUT = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "coconut");
 const VALID = join(ROOT, "../shared/prosqa/prosqa_valid.json");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -287,7 +288,7 @@ test("CPU fallback: fine-tune in the tab: loss chart updates and falls, pause/re
   }
 });
 
-test("no WebGPU adapter: the CPU fallback says so and gives the same answer as native", { timeout: 600_000 }, async () => {
+test("no WebGPU adapter: the CPU fallback says so and gives the same answer as native; the CoT baseline model too", { timeout: 600_000 }, async () => {
   const { browser, page } = await openApp([]);
   try {
     assert.match(await page.textContent('[data-testid="backend-badge"]'), /CPU/);
@@ -325,6 +326,18 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     await page.focus('[data-testid="question-input"]');
     await page.keyboard.press("Control+Enter");
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="thought-frame"]').length === 3, null, { timeout: 120_000 });
+    // The comparison model: the shipped CoT baseline loads, answers in language (k disabled), as native.
+    await page.setViewportSize({ width: 1280, height: 1000 });
+    await page.selectOption('[data-testid="model-select"]', "1");
+    await page.waitForFunction(() => document.querySelector(".load .status")?.textContent.includes("trained as cot"), null, { timeout: 120_000 });
+    assert.ok(await page.isDisabled('[data-testid="k-input"]'));
+    const previous = await page.getAttribute('[data-testid="answer"]', "data-id");
+    await page.fill('[data-testid="question-input"]', item.question);
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForFunction((prev) => document.querySelector('[data-testid="answer"]')?.dataset.id !== prev, previous, { timeout: 120_000 });
+    const cot = JSON.parse(native(["generate", "--checkpoint", COT_MODEL, "--method", "cot", "--question", item.question, "--k", "0", "--json"]));
+    assert.equal((await page.textContent('[data-testid="answer"]')).trim(), (Array.isArray(cot) ? cot[0] : cot).answer);
+    await page.screenshot({ path: join(ARTIFACTS, "cot-model.png"), fullPage: true });
   } finally {
     await browser.close();
   }
