@@ -44,6 +44,19 @@ pub struct ModelSection {
     pub n_positions: usize,
     #[serde(default)]
     pub dropout: f64,
+    /// Initial value of the learned position embedding: `normal` (GPT-2's, std 0.01) or
+    /// `sinusoidal` (a sine/cosine table at the same scale, so attention by relative offset, e.g.
+    /// "the token two back", exists from the first step). The architecture is GPT-2's either way.
+    #[serde(default)]
+    pub position_init: PositionInit,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionInit {
+    #[default]
+    Normal,
+    Sinusoidal,
 }
 
 fn default_positions() -> usize {
@@ -188,7 +201,10 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
             let config =
                 Gpt2Config { n_positions: m.n_positions, dropout: m.dropout, ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head) };
             device.seed(cfg.run.seed);
-            let model = config.init(device);
+            let mut model = config.init(device);
+            if m.position_init == PositionInit::Sinusoidal {
+                model.wpe = burn::module::Param::from_tensor(coconut::gpt2::sinusoidal_positions(config.n_positions, config.n_embd, 0.01, device));
+            }
             Ok((config, model, tok))
         }
         Some(init) => {

@@ -106,6 +106,21 @@ impl Gpt2Config {
     }
 }
 
+/// A sinusoidal table `[n, d]` (Vaswani et al.: sin at even, cos at odd features, wavelengths
+/// 2π·10000^(2i/d)), rescaled to standard deviation `std`: an *initial value* for GPT-2's learned
+/// position embedding whose dot products already depend on the offset between two positions.
+pub fn sinusoidal_positions(n: usize, d: usize, std: f64, device: &Device) -> Tensor<2> {
+    let mut v = vec![0f32; n * d];
+    for p in 0..n {
+        for i in 0..d {
+            let rate = 10000f64.powf(-((i / 2 * 2) as f64) / d as f64);
+            let a = p as f64 * rate;
+            v[p * d + i] = (if i % 2 == 0 { a.sin() } else { a.cos() } * std * std::f64::consts::SQRT_2) as f32;
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [n, d]), device)
+}
+
 #[derive(Module, Debug)]
 pub struct Gpt2 {
     /// Token embedding `[vocab, d]`, also the LM head.
@@ -313,4 +328,23 @@ fn attention_mask(key_mask: Option<Tensor<2, Bool>>, batch: usize, past: usize, 
         }
     };
     blocked.unsqueeze_dim::<4>(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinusoidal_positions_have_the_scale_asked_for_and_depend_on_offsets_only() {
+        let (n, d) = (64, 32);
+        let t: Vec<f32> = sinusoidal_positions(n, d, 0.01, &Device::flex()).into_data().to_vec().unwrap();
+        let std = (t.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
+        assert!((std - 0.01).abs() < 0.001, "std {std}");
+        // sin(a)sin(b) + cos(a)cos(b) = cos(a - b): the dot product of positions p and p + k is a function of k.
+        let dot = |p: usize, q: usize| (0..d).map(|i| t[p * d + i] as f64 * t[q * d + i] as f64).sum::<f64>();
+        for k in [1, 2, 5] {
+            assert!((dot(3, 3 + k) - dot(40, 40 + k)).abs() < 1e-7, "offset {k}");
+        }
+        assert_eq!(t[0], 0.0); // sin(0) at p = 0
+    }
 }
