@@ -6,7 +6,8 @@ run's elapsed seconds) and its config.toml (method), and writes OUT.json, OUT.md
 OUT.svg (accuracy vs hours). Runs from before `time_s` existed get their time from the logged
 samples/s (training time only).
 
-Usage: scripts/learning_curves.py OUT_PREFIX LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+Usage: scripts/learning_curves.py OUT_PREFIX LABEL=RUN_DIR[@EARLIER_LABEL] ...
+  (@EARLIER_LABEL: the run continued that one, so its clock starts where that one ended)
 """
 import json
 import sys
@@ -16,6 +17,8 @@ out = sys.argv[1]
 runs = []
 for arg in sys.argv[2:]:
     label, run = arg.split("=", 1)
+    run, _, after = run.partition("@")
+    start = next((r["points"][-1]["hours"] for r in runs if r["label"] == after and r["points"]), 0.0)
     cfg = tomllib.load(open(f"{run}/config.toml", "rb"))
     batch, log_every = cfg["optim"]["batch_size"], cfg["run"].get("log_every", 10)
     points, t_est, last_step = [], 0.0, 0
@@ -26,7 +29,7 @@ for arg in sys.argv[2:]:
             last_step = m["step"]
         if "val_accuracy" in m:
             points.append({"epoch": m["epoch"], "stage": m["stage"], "k": m["k"], "step": m["step"],
-                           "hours": m.get("time_s", t_est) / 3600, "val_accuracy": m["val_accuracy"]})
+                           "hours": start + m.get("time_s", t_est) / 3600, "val_accuracy": m["val_accuracy"]})
     runs.append({"label": label, "run": run, "variant": cfg["curriculum"]["variant"], "points": points})
 json.dump(runs, open(out + ".json", "w"), indent=1)
 
@@ -39,11 +42,11 @@ for r in runs:
     md.append("")
 open(out + ".md", "w").write("\n".join(md))
 
-W, H, L, B, T, R = 640, 360, 50, 40, 20, 170
+W, H, L, B, T, R = 820, 360, 50, 40, 20, 300
 tmax = max((p["hours"] for r in runs for p in r["points"]), default=1) or 1
 x = lambda h: L + (W - L - R) * h / tmax
 y = lambda a: H - B - (H - B - T) * a
-colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+colors = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#d62728", "#7f7f7f"]
 parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
          f'<rect width="{W}" height="{H}" fill="white"/>']
 for a in [0, 0.25, 0.5, 0.75, 1.0]:
