@@ -331,6 +331,7 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     await page.selectOption('[data-testid="model-select"]', "1");
     await page.waitForFunction(() => document.querySelector(".load .status")?.textContent.includes("trained as cot"), null, { timeout: 120_000 });
     assert.ok(await page.isDisabled('[data-testid="k-input"]'));
+    assert.equal(await page.inputValue('select[aria-label="Reasoning mode"]'), "cot");
     const previous = await page.getAttribute('[data-testid="answer"]', "data-id");
     await page.fill('[data-testid="question-input"]', item.question);
     await page.click('[data-testid="ask-button"]');

@@ -324,6 +324,18 @@ pub fn app() -> Html {
     let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(6);
     let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
     let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
+    // The mode box shows the mode a question will use (a CoT-trained model always answers in CoT);
+    // a select's shown value is a DOM property, so it is set after each render that changes it.
+    let mode_select = use_node_ref();
+    {
+        let mode_now = if is_cot_model { Mode::Cot } else { (*mode).clone() };
+        let r = mode_select.clone();
+        use_effect_with(mode_now, move |m| {
+            if let Some(sel) = r.cast::<HtmlSelectElement>() {
+                sel.set_value(if *m == Mode::Cot { "cot" } else { "coconut" });
+            }
+        });
+    }
 
     let on_ask = {
         let (worker, dispatch, question, k, mode, next_id) =
@@ -356,7 +368,7 @@ pub fn app() -> Html {
         <div class="columns">
           <section class="ask" aria-labelledby="ask-h">
             <h2 id="ask-h">{"Ask a ProsQA question"}</h2>
-            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, max_k, &valid, can_ask, on_ask) }
+            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, &mode_select, max_k, &valid, can_ask, on_ask) }
           </section>
           <section class="watch" aria-labelledby="watch-h">
             <h2 id="watch-h">{"Watch the continuous thoughts"}</h2>
@@ -488,6 +500,7 @@ fn question_panel(
     seed_note: &UseStateHandle<Option<String>>,
     k: &UseStateHandle<usize>,
     mode: &UseStateHandle<Mode>,
+    mode_select: &NodeRef,
     max_k: usize,
     valid: &Validation,
     can_ask: bool,
@@ -589,7 +602,7 @@ fn question_panel(
                    disabled={mode_now == Mode::Cot} />
           </label>
           <label>{"Mode "}
-            <select onchange={on_mode} aria-label="Reasoning mode">
+            <select ref={mode_select.clone()} onchange={on_mode} aria-label="Reasoning mode">
               <option value="coconut" selected={mode_now == Mode::Coconut} disabled={is_cot_model}>{"Coconut (latent thoughts)"}</option>
               <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
             </select>
