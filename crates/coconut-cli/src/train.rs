@@ -144,51 +144,55 @@ fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
         crate::infer::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)
     };
     Ok(match d.dataset.as_str() {
-        "prosqa" => {
-            let mut exclude = HashSet::new();
-            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
-                if f.exists() {
-                    exclude.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
-                }
-            }
-            let all = prosqa::generate(d.train_size + d.val_size, d.seed, &prosqa::GenConfig::default(), &exclude);
-            let (train, val) = all.split_at(d.train_size);
-            (train.to_vec(), val.to_vec())
-        }
-        "prontoqa" => {
-            let all = prontoqa::generate(d.train_size + d.val_size, d.seed);
-            let (train, val) = all.split_at(d.train_size);
-            (train.to_vec(), val.to_vec())
-        }
         "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
+        "prosqa" | "prontoqa" => {
+            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &official_questions()?)?;
+            let (train, val) = all.split_at(d.train_size);
+            (train.to_vec(), val.to_vec())
+        }
         other => bail!("data.dataset `{other}` is not one of prosqa, prontoqa, files"),
     })
 }
 
+/// The official ProsQA validation and test questions (where ../shared has them): never trained on.
+fn official_questions() -> Result<HashSet<String>> {
+    let mut questions = HashSet::new();
+    for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
+        if f.exists() {
+            questions.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
+        }
+    }
+    Ok(questions)
+}
+
+/// `n` generated questions of `dataset`, none of them in `exclude`.
+fn generate_items(dataset: &str, n: usize, seed: u64, exclude: &HashSet<String>) -> Result<Vec<Item>> {
+    Ok(match dataset {
+        "prosqa" => prosqa::generate(n, seed, &prosqa::GenConfig::default(), exclude),
+        // The ProntoQA generator is one seeded stream: drop excluded items and keep drawing.
+        "prontoqa" => prontoqa::generate(n + exclude.len(), seed).into_iter().filter(|i| !exclude.contains(&i.question)).take(n).collect(),
+        other => bail!("data.dataset `{other}` is not a generated dataset (prosqa, prontoqa)"),
+    })
+}
+
+/// What a fresh epoch must never draw: the validation split and the official sets.
+fn fresh_exclude(val: &[Item]) -> Result<HashSet<String>> {
+    let mut exclude = official_questions()?;
+    exclude.extend(val.iter().map(|i| i.question.clone()));
+    Ok(exclude)
+}
+
 /// The training questions of `epoch > 0` when `fresh_each_epoch` is on: a new draw from the
 /// generator, deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
-fn fresh_train_items(d: &DataSection, epoch: usize, val: &[Item]) -> Result<Vec<Item>> {
+fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -> Result<Vec<Item>> {
     let seed = d.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    Ok(match d.dataset.as_str() {
-        "prosqa" => {
-            let mut exclude: HashSet<String> = val.iter().map(|i| i.question.clone()).collect();
-            for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
-                if f.exists() {
-                    exclude.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
-                }
-            }
-            prosqa::generate(d.train_size, seed, &prosqa::GenConfig::default(), &exclude)
-        }
-        "prontoqa" => {
-            let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
-            prontoqa::generate(d.train_size + val.len(), seed)
-                .into_iter()
-                .filter(|i| !held.contains(i.question.as_str()))
-                .take(d.train_size)
-                .collect()
-        }
-        other => bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not `{other}`"),
-    })
+    generate_items(&d.dataset, d.train_size, seed, exclude)
+}
+
+/// Moves the time since `clock` into the run's elapsed time.
+fn add_elapsed(state: &mut TrainerState, clock: &mut Instant) {
+    state.elapsed_s += clock.elapsed().as_secs_f64();
+    *clock = Instant::now();
 }
 
 /// Model and tokenizer at the start of a run.
@@ -289,6 +293,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     if cfg.data.fresh_each_epoch && cfg.data.dataset == "files" {
         bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
     }
+    let never_train = if cfg.data.fresh_each_epoch { fresh_exclude(&val_items)? } else { HashSet::new() };
     let mut train_items = train_items;
     let mut train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
     let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
@@ -337,10 +342,10 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let mut window = (Instant::now(), 0usize);
 
     let mut clock = Instant::now();
+    // Stages past the last are one phase (every step is a thought); a new phase starts a new best.
+    let phase = |s: usize| s.min(cfg.curriculum.max_latent_stage + 1);
     while state.epoch < cfg.run.epochs {
         let stage = cfg.curriculum.stage_of_epoch(state.epoch);
-        // Stages past the last are one phase (every step is a thought); a new phase starts a new best.
-        let phase = |s: usize| s.min(cfg.curriculum.max_latent_stage + 1);
         if phase(stage) != phase(state.stage) {
             state.best_val_accuracy = None;
         }
@@ -349,7 +354,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         }
         state.stage = stage;
         if cfg.data.fresh_each_epoch && state.epoch > 0 {
-            train_items = fresh_train_items(&cfg.data, state.epoch, &val_items)?;
+            train_items = fresh_train_items(&cfg.data, state.epoch, &never_train)?;
             train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
             fits(&train_data)?;
         }
@@ -399,8 +404,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
                 )?;
             }
             if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
-                state.elapsed_s += clock.elapsed().as_secs_f64();
-                clock = Instant::now();
+                add_elapsed(&mut state, &mut clock);
                 save_last(&out, &config, &model, &tok, &optim, &state)?;
             }
         }
@@ -419,8 +423,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             cfg.run.eval_max_new_tokens,
             &eval_device,
         );
-        state.elapsed_s += clock.elapsed().as_secs_f64();
-        clock = Instant::now();
+        add_elapsed(&mut state, &mut clock);
         writeln!(
             metrics,
             "{}",
@@ -475,10 +478,11 @@ mod tests {
             fresh_each_epoch: true,
         };
         let (first, val) = load_data(&d).unwrap();
-        let one = fresh_train_items(&d, 1, &val).unwrap();
-        let two = fresh_train_items(&d, 2, &val).unwrap();
+        let exclude = fresh_exclude(&val).unwrap();
+        let one = fresh_train_items(&d, 1, &exclude).unwrap();
+        let two = fresh_train_items(&d, 2, &exclude).unwrap();
         assert_eq!(one.len(), 300);
-        assert_eq!(one, fresh_train_items(&d, 1, &val).unwrap(), "a resumed run must see the same epoch");
+        assert_eq!(one, fresh_train_items(&d, 1, &exclude).unwrap(), "a resumed run must see the same epoch");
         let seen: HashSet<&str> = first.iter().map(|i| i.question.as_str()).collect();
         let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
         let new = |e: &[Item]| e.iter().filter(|i| !seen.contains(i.question.as_str())).count();
@@ -486,6 +490,6 @@ mod tests {
         assert_ne!(one, two);
         assert!(one.iter().chain(&two).all(|i| !held.contains(i.question.as_str())), "no validation question is trained on");
         let files = DataSection { dataset: "files".into(), ..d };
-        assert!(fresh_train_items(&files, 1, &val).unwrap_err().to_string().contains("generated dataset"));
+        assert!(fresh_train_items(&files, 1, &exclude).unwrap_err().to_string().contains("generated dataset"));
     }
 }
