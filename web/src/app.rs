@@ -71,6 +71,18 @@ struct Page {
     error: Option<String>,
 }
 
+impl Page {
+    /// The loaded model was trained as CoT: it always answers in language (no thoughts).
+    fn cot_model(&self) -> bool {
+        self.model.as_ref().is_some_and(|m| m.method == "cot")
+    }
+
+    /// The mode a question is asked in: the chosen one, or CoT for a CoT-trained model.
+    fn effective_mode(&self, chosen: &Mode) -> Mode {
+        if self.cot_model() { Mode::Cot } else { chosen.clone() }
+    }
+}
+
 /// A tokenizer compared by identity (it has no PartialEq).
 struct TokenizerHandle(CoconutTokenizer);
 
@@ -323,14 +335,13 @@ pub fn app() -> Html {
     let valid = validate(&question, page.tokenizer.as_deref());
     let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(6);
     let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
-    let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
+    let mode_now = page.effective_mode(&mode);
     // The mode box shows the mode a question will use (a CoT-trained model always answers in CoT);
     // a select's shown value is a DOM property, so it is set after each render that changes it.
     let mode_select = use_node_ref();
     {
-        let mode_now = if is_cot_model { Mode::Cot } else { (*mode).clone() };
         let r = mode_select.clone();
-        use_effect_with(mode_now, move |m| {
+        use_effect_with(mode_now.clone(), move |m| {
             if let Some(sel) = r.cast::<HtmlSelectElement>() {
                 sel.set_value(if *m == Mode::Cot { "cot" } else { "coconut" });
             }
@@ -339,7 +350,7 @@ pub fn app() -> Html {
 
     let on_ask = {
         let (worker, dispatch, question, k, mode, next_id) =
-            ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode.clone(), next_id.clone());
+            ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode_now.clone(), next_id.clone());
         Callback::from(move |_: ()| {
             let id = {
                 let mut n = next_id.borrow_mut();
@@ -347,8 +358,7 @@ pub fn app() -> Html {
                 *n
             };
             dispatch.dispatch(Action::Asking(id));
-            let mode = if is_cot_model { Mode::Cot } else { (*mode).clone() };
-            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode }));
+            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode: mode.clone() }));
         })
     };
 
@@ -568,8 +578,7 @@ fn question_panel(
             html! { {w} }
         }
     });
-    let is_cot_model = page.model.as_ref().is_some_and(|m| m.method == "cot");
-    let mode_now = if is_cot_model { Mode::Cot } else { (**mode).clone() };
+    let mode_now = page.effective_mode(mode);
     html! {
       <>
         <div class="row">
@@ -603,7 +612,7 @@ fn question_panel(
           </label>
           <label>{"Mode "}
             <select ref={mode_select.clone()} onchange={on_mode} aria-label="Reasoning mode">
-              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={is_cot_model}>{"Coconut (latent thoughts)"}</option>
+              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={page.cot_model()}>{"Coconut (latent thoughts)"}</option>
               <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
             </select>
           </label>
