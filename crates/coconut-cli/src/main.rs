@@ -224,6 +224,13 @@ enum DataCommand {
         /// Official sets whose questions are never emitted (missing files: a warning).
         #[arg(long, num_args = 1.., default_values = ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"])]
         exclude: Vec<PathBuf>,
+        /// Nodes per graph, MIN-MAX (the official size is 21-26; smaller graphs are what the
+        /// trainer's `data.graph_warmup` starts from).
+        #[arg(long, default_value = "21-26", value_parser = parse_range)]
+        nodes: (usize, usize),
+        /// Shortest-path hops of the question, MIN-MAX.
+        #[arg(long, default_value = "3-6", value_parser = parse_range)]
+        hops: (usize, usize),
     },
     /// Generate 5-hop ProntoQA questions (fictional concepts, "True or false" queries).
     Prontoqa {
@@ -394,7 +401,7 @@ fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
 
 fn data_command(command: DataCommand) -> Result<()> {
     match command {
-        DataCommand::Prosqa { gen_args: GenArgs { n, seed, out }, exclude } => {
+        DataCommand::Prosqa { gen_args: GenArgs { n, seed, out }, exclude, nodes, hops } => {
             let mut seen = std::collections::HashSet::new();
             for p in &exclude {
                 match load_items(std::slice::from_ref(p)) {
@@ -404,7 +411,11 @@ fn data_command(command: DataCommand) -> Result<()> {
                 }
             }
             let t0 = std::time::Instant::now();
-            let items = prosqa::generate(n, seed, &prosqa::GenConfig::default(), &seen);
+            if nodes.0 < 4 || nodes.1 > 32 || hops.0 == 0 || hops.0 + 3 > nodes.1 {
+                bail!("--nodes {}-{} --hops {}-{}: graphs need 4-32 nodes and room for the shortest path (hops + 3 <= max nodes, hops >= 1)", nodes.0, nodes.1, hops.0, hops.1);
+            }
+            let gen_config = prosqa::GenConfig { min_nodes: nodes.0, max_nodes: nodes.1, min_hops: hops.0, max_hops: hops.1, ..Default::default() };
+            let items = prosqa::generate(n, seed, &gen_config, &seen);
             let secs = t0.elapsed().as_secs_f64();
             write_atomic(&out, data::to_json(&items).as_bytes())?;
             eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
@@ -537,4 +548,17 @@ fn print_default_plan() {
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// `MIN-MAX` (or one number) as an inclusive range.
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let num = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{s}` is not MIN-MAX (e.g. 6-9)"));
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(s)?, num(s)?),
+    };
+    if lo > hi {
+        return Err(format!("`{s}`: MIN is above MAX"));
+    }
+    Ok((lo, hi))
 }

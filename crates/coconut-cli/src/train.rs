@@ -81,6 +81,43 @@ pub struct DataSection {
     /// long run does not re-read the same graphs. Epoch 0 uses the first split.
     #[serde(default)]
     pub fresh_each_epoch: bool,
+    /// Generated ProsQA only: start on small graphs and grow them to the full size.
+    pub graph_warmup: Option<GraphWarmup>,
+}
+
+/// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` trains on `train_size` new
+/// questions whose graphs have `min_nodes..=max_nodes` nodes and a shortest path of at least
+/// `min_hops`; after the first `hold_epochs` each bound moves linearly towards the full size
+/// (21..=26 nodes, 3 hops) as `e` grows; later epochs are full size. With few facts in the question the lookup the reasoning is
+/// built from ("Every X is a ?" answered by the fact about X in the question) has few places to
+/// look, so its gradient is not spread over ~40 facts. Validation is always full size.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GraphWarmup {
+    pub epochs: usize,
+    #[serde(default)]
+    pub hold_epochs: usize,
+    pub min_nodes: usize,
+    pub max_nodes: usize,
+    pub min_hops: usize,
+}
+
+impl GraphWarmup {
+    /// The generator's settings at `epoch`, or `None` once the warm-up is over.
+    pub fn gen_config(&self, epoch: usize) -> Option<prosqa::GenConfig> {
+        if epoch >= self.epochs {
+            return None;
+        }
+        let full = prosqa::GenConfig::default();
+        let f = epoch.saturating_sub(self.hold_epochs) as f64 / (self.epochs - self.hold_epochs.min(self.epochs - 1)) as f64;
+        let lerp = |a: usize, b: usize| (a as f64 + f * (b as f64 - a as f64)).round() as usize;
+        Some(prosqa::GenConfig {
+            min_nodes: lerp(self.min_nodes, full.min_nodes),
+            max_nodes: lerp(self.max_nodes, full.max_nodes),
+            min_hops: lerp(self.min_hops, full.min_hops),
+            ..full
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -182,11 +219,21 @@ fn fresh_exclude(val: &[Item]) -> Result<HashSet<String>> {
     Ok(exclude)
 }
 
-/// The training questions of `epoch > 0` when `fresh_each_epoch` is on: a new draw from the
-/// generator, deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
-fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -> Result<Vec<Item>> {
+/// The training questions of `epoch` when it does not reuse the first split (`None` when it does):
+/// a new draw from the generator (a graph-size warm-up epoch, or any `epoch > 0` with
+/// `fresh_each_epoch`), deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
+fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -> Result<Option<Vec<Item>>> {
     let seed = d.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    generate_items(&d.dataset, d.train_size, seed, exclude)
+    if let Some(small) = d.graph_warmup.as_ref().and_then(|w| w.gen_config(epoch)) {
+        if d.dataset != "prosqa" {
+            bail!("data.graph_warmup needs data.dataset = \"prosqa\", not `{}`", d.dataset);
+        }
+        return Ok(Some(prosqa::generate(d.train_size, seed, &small, exclude)));
+    }
+    if !d.fresh_each_epoch || epoch == 0 {
+        return Ok(None);
+    }
+    generate_items(&d.dataset, d.train_size, seed, exclude).map(Some)
 }
 
 /// Moves the time since `clock` into the run's elapsed time.
@@ -293,9 +340,11 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     if cfg.data.fresh_each_epoch && cfg.data.dataset == "files" {
         bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
     }
-    let never_train = if cfg.data.fresh_each_epoch { fresh_exclude(&val_items)? } else { HashSet::new() };
-    let mut train_items = train_items;
-    let mut train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
+    let draws_new = cfg.data.fresh_each_epoch || cfg.data.graph_warmup.is_some();
+    let never_train = if draws_new { fresh_exclude(&val_items)? } else { HashSet::new() };
+    let first_items = train_items;
+    let first_data = tokenize_items(&first_items, &tok).map_err(anyhow::Error::msg)?;
+    let (mut train_items, mut train_data) = (first_items.clone(), first_data.clone());
     let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
     let c = &cfg.curriculum;
     let fits = |data: &[coconut::curriculum::Tokenized]| -> Result<()> {
@@ -353,10 +402,15 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             optim = cfg.optim.optimizer();
         }
         state.stage = stage;
-        if cfg.data.fresh_each_epoch && state.epoch > 0 {
-            train_items = fresh_train_items(&cfg.data, state.epoch, &never_train)?;
-            train_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
-            fits(&train_data)?;
+        if draws_new {
+            match fresh_train_items(&cfg.data, state.epoch, &never_train)? {
+                Some(items) => {
+                    train_data = tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
+                    train_items = items;
+                    fits(&train_data)?;
+                }
+                None => (train_items, train_data) = (first_items.clone(), first_data.clone()),
+            }
         }
         let batches = epoch_batches(train_items.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
@@ -476,13 +530,15 @@ mod tests {
             train_file: None,
             val_file: None,
             fresh_each_epoch: true,
+            graph_warmup: None,
         };
         let (first, val) = load_data(&d).unwrap();
         let exclude = fresh_exclude(&val).unwrap();
-        let one = fresh_train_items(&d, 1, &exclude).unwrap();
-        let two = fresh_train_items(&d, 2, &exclude).unwrap();
+        assert_eq!(fresh_train_items(&d, 0, &exclude).unwrap(), None, "epoch 0 is the first split");
+        let one = fresh_train_items(&d, 1, &exclude).unwrap().unwrap();
+        let two = fresh_train_items(&d, 2, &exclude).unwrap().unwrap();
         assert_eq!(one.len(), 300);
-        assert_eq!(one, fresh_train_items(&d, 1, &exclude).unwrap(), "a resumed run must see the same epoch");
+        assert_eq!(Some(&one), fresh_train_items(&d, 1, &exclude).unwrap().as_ref(), "a resumed run must see the same epoch");
         let seen: HashSet<&str> = first.iter().map(|i| i.question.as_str()).collect();
         let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
         let new = |e: &[Item]| e.iter().filter(|i| !seen.contains(i.question.as_str())).count();
@@ -491,5 +547,41 @@ mod tests {
         assert!(one.iter().chain(&two).all(|i| !held.contains(i.question.as_str())), "no validation question is trained on");
         let files = DataSection { dataset: "files".into(), ..d };
         assert!(fresh_train_items(&files, 1, &exclude).unwrap_err().to_string().contains("generated dataset"));
+    }
+
+    #[test]
+    fn graph_warmup_grows_small_graphs_to_full_size_then_stops() {
+        let warmup = GraphWarmup { epochs: 4, hold_epochs: 0, min_nodes: 6, max_nodes: 9, min_hops: 1 };
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 200,
+            val_size: 50,
+            seed: 7,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: false,
+            graph_warmup: Some(warmup.clone()),
+        };
+        let (_, val) = load_data(&d).unwrap();
+        let exclude = fresh_exclude(&val).unwrap();
+        let nodes = |items: &[Item]| items.iter().map(|i| i.idx_to_symbol.as_ref().unwrap().len()).collect::<Vec<_>>();
+        let first = fresh_train_items(&d, 0, &exclude).unwrap().expect("epoch 0 is a warm-up epoch");
+        assert_eq!(first.len(), 200);
+        assert!(nodes(&first).iter().all(|n| (6..=9).contains(n)), "epoch 0: 6..=9 nodes, got {:?}", nodes(&first));
+        assert!(first.iter().all(|i| prosqa::validate(i).is_ok()), "small graphs are valid ProsQA items");
+        assert!(first.iter().any(|i| i.steps.len() < 3), "one-hop and two-hop questions appear");
+        // Half-way: 6 + (21 - 6) / 2 = 13.5 -> 14 and 9 + (26 - 9) / 2 = 17.5 -> 18 nodes, 2 hops.
+        let mid = warmup.gen_config(2).unwrap();
+        assert_eq!((mid.min_nodes, mid.max_nodes, mid.min_hops), (14, 18, 2));
+        let mid_items = fresh_train_items(&d, 2, &exclude).unwrap().unwrap();
+        assert!(nodes(&mid_items).iter().all(|n| (14..=18).contains(n)));
+        assert_eq!(fresh_train_items(&d, 4, &exclude).unwrap(), None, "after the warm-up: the first split again");
+        let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
+        assert!(first.iter().chain(&mid_items).all(|i| !held.contains(i.question.as_str())));
+        let held_small = GraphWarmup { epochs: 6, hold_epochs: 2, ..warmup.clone() };
+        assert_eq!(held_small.gen_config(1), warmup.gen_config(0), "held at the small size");
+        assert_eq!(held_small.gen_config(4), warmup.gen_config(2), "then grows over the remaining 4 epochs");
+        let pronto = DataSection { dataset: "prontoqa".into(), ..d };
+        assert!(fresh_train_items(&pronto, 0, &exclude).unwrap_err().to_string().contains("graph_warmup"));
     }
 }

@@ -14,12 +14,17 @@ use crate::generate::generate_async;
 use crate::gpt2::Gpt2;
 use crate::tokenizer::CoconutTokenizer;
 
-/// Optimisation settings (defaults: the official runs: AdamW, lr 1e-4, weight decay 0.01, no schedule).
+/// Optimisation settings (defaults: the official runs: PyTorch's AdamW, lr 1e-4, weight decay 0.01,
+/// eps 1e-8, no schedule).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
     pub lr: f64,
     pub weight_decay: f32,
+    /// AdamW's epsilon, added to sqrt(v). PyTorch's default (1e-8, what the official code runs),
+    /// not Burn's (1e-5): at 1e-5 every parameter whose gradient is below ~1e-5 (attention
+    /// queries and keys of a model from scratch, early on) takes a step up to 10x too small.
+    pub epsilon: f32,
     pub batch_size: usize,
     /// Micro-batches accumulated per optimizer step.
     pub grad_accum: usize,
@@ -33,13 +38,13 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-4, weight_decay: 0.01, batch_size: 32, grad_accum: 1, warmup_steps: 0, grad_clip: 0.0, reset_optimizer: true }
+        Self { lr: 1e-4, weight_decay: 0.01, epsilon: 1e-8, batch_size: 32, grad_accum: 1, warmup_steps: 0, grad_clip: 0.0, reset_optimizer: true }
     }
 }
 
 impl OptimConfig {
     pub fn optimizer(&self) -> ModuleOptimizer {
-        let mut c = AdamWConfig::new().with_weight_decay(self.weight_decay);
+        let mut c = AdamWConfig::new().with_weight_decay(self.weight_decay).with_epsilon(self.epsilon);
         if self.grad_clip > 0.0 {
             c = c.with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(self.grad_clip)));
         }
