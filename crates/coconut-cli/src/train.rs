@@ -133,6 +133,10 @@ pub struct RunSection {
     pub checkpoint_every: usize,
     /// `hf:DIR` (HuggingFace GPT-2) or a checkpoint directory; absent = from scratch.
     pub init: Option<String>,
+    /// The epoch a new run starts at (the official config's `resume`): with `init` = a CoT-trained
+    /// checkpoint and `epochs_per_stage = e`, `start_epoch = e` skips stage 0 and begins at stage 1.
+    #[serde(default)]
+    pub start_epoch: usize,
     #[serde(default = "default_max_new_tokens")]
     pub eval_max_new_tokens: usize,
     #[serde(default = "default_eval_batch")]
@@ -315,11 +319,14 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     let (config, mut model, tok, mut optim, mut state) = match resume {
         None => {
             let (config, model, tok) = initial_model(&cfg, &train_device)?;
+            if cfg.run.start_epoch >= cfg.run.epochs {
+                bail!("run.start_epoch = {} leaves no epoch to train (run.epochs = {})", cfg.run.start_epoch, cfg.run.epochs);
+            }
             let state = TrainerState {
-                epoch: 0,
+                epoch: cfg.run.start_epoch,
                 batch_in_epoch: 0,
                 global_step: 0,
-                stage: cfg.curriculum.stage_of_epoch(0),
+                stage: cfg.curriculum.stage_of_epoch(cfg.run.start_epoch),
                 best_val_accuracy: None,
                 elapsed_s: 0.0,
             };
@@ -386,7 +393,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         cfg.curriculum.variant.name()
     );
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
-    let bar = ProgressBar::new((cfg.run.epochs * steps_per_epoch) as u64).with_position(state.global_step as u64);
+    let bar = ProgressBar::new((cfg.run.epochs.saturating_sub(cfg.run.start_epoch) * steps_per_epoch) as u64).with_position(state.global_step as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} | {msg}").expect("template"));
     let mut window = (Instant::now(), 0usize);
 

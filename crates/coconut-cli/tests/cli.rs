@@ -108,6 +108,16 @@ fn data_commands_generate_check_and_describe() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("item 7, field `root`"), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // Smaller graphs on request (what the trainer's graph warm-up starts from); impossible sizes are refused.
+    let small = dir.join("small.json");
+    coconut_ok(&["data", "prosqa", "--n", "30", "--nodes", "6-9", "--hops", "1-6", "--out", small.to_str().unwrap()]);
+    assert!(coconut(&["data", "check", small.to_str().unwrap()]).status.success());
+    let out = coconut(&["data", "stats", small.to_str().unwrap(), "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((6.0..=9.0).contains(&stats["stats"]["nodes"]["mean"].as_f64().unwrap()), "{stats}");
+    let out = coconut(&["data", "prosqa", "--n", "3", "--nodes", "5-6", "--hops", "4-6", "--out", small.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("room for the shortest path"), "{}", String::from_utf8_lossy(&out.stderr));
+
     let pronto = dir.join("prontoqa.json");
     assert!(coconut(&["data", "prontoqa", "--n", "20", "--out", pronto.to_str().unwrap()]).status.success());
     assert!(coconut(&["data", "check", pronto.to_str().unwrap()]).status.success());
@@ -336,6 +346,23 @@ eval_max_new_tokens = 8
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 layers, d=64"), "the HF model (2 layers, 64 wide) is trained, not the [model] section: {err}");
     score_text(&dir.join("run/last"));
+
+    // Continue from that checkpoint at stage 1 (the official `resume`: a CoT-trained model starts
+    // the latent stages without re-running stage 0).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let stage1 = dir.join("stage1.toml");
+    let init = format!("init = \"{}\"\nstart_epoch = 1\nepochs = 3", dir.join("run/last").display());
+    std::fs::write(&stage1, text.replace(&format!("epochs = 2\ninit = \"hf:{}\"", root().join("tests/fixtures/gpt2-tiny").display()), &init)).unwrap();
+    coconut_ok(&["train", "--config", stage1.to_str().unwrap(), "--out", dir.join("run1").to_str().unwrap()]);
+    let metrics = std::fs::read_to_string(dir.join("run1/metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().all(|r| r["epoch"] != 0), "epoch 0 is skipped: {metrics}");
+    assert_eq!(records[0]["stage"], 1, "the run starts at stage 1: {metrics}");
+    assert!(records.iter().any(|r| r["stage"] == 2), "and goes on to stage 2: {metrics}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&stage1).unwrap().replace("start_epoch = 1", "start_epoch = 3")).unwrap();
+    let out = coconut(&["train", "--config", bad.to_str().unwrap(), "--out", dir.join("run2").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leaves no epoch to train"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
