@@ -49,6 +49,10 @@ pub struct ModelSection {
     /// "the token two back", exists from the first step). The architecture is GPT-2's either way.
     #[serde(default)]
     pub position_init: PositionInit,
+    /// Offsets of first-layer heads that start out as position heads (`coconut::gpt2::with_offset_heads`):
+    /// `[1, 2, 3, 4]` makes heads 0..3 attend 1, 2, 3 and 4 tokens back at step 0. Empty = GPT-2's init.
+    #[serde(default)]
+    pub offset_heads: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -259,6 +263,13 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
             let mut model = config.init(device);
             if m.position_init == PositionInit::Sinusoidal {
                 model.wpe = burn::module::Param::from_tensor(coconut::gpt2::sinusoidal_positions(config.n_positions, config.n_embd, 0.01, device));
+            }
+            if !m.offset_heads.is_empty() {
+                let head_dim = m.n_embd / m.n_head;
+                if m.offset_heads.len() > m.n_head || head_dim < 16 {
+                    bail!("model.offset_heads: {} offset heads need as many heads (n_head = {}) of at least 16 features (have {head_dim})", m.offset_heads.len(), m.n_head);
+                }
+                model = coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0);
             }
             Ok((config, model, tok))
         }

@@ -121,6 +121,71 @@ pub fn sinusoidal_positions(n: usize, d: usize, std: f64, device: &Device) -> Te
     Tensor::from_data(TensorData::new(v, [n, d]), device)
 }
 
+/// Offset heads at initialisation (an experiment; the architecture stays GPT-2's). The first
+/// `2·F` features of the residual stream carry a position code, `sin(ω_f p), cos(ω_f p)` with
+/// wavelengths from 3 to `n_positions` (the token embedding starts at zero there), and head `h` of
+/// the first layer starts as a pure position head: its query is the code rotated back by
+/// `offsets[h]`, its key the code itself, so `q_i · k_j ∝ Σ_f cos(ω_f (i − offsets[h] − j))` and
+/// the head attends from position `i` to `i − offsets[h]`. `sharpness` is the attention logit of
+/// that peak per frequency. Everything stays trainable. What it is for: a lookup ("Every X is a ?"
+/// → the fact about X in the question) needs such heads before it can form.
+pub fn with_offset_heads(mut model: Gpt2, offsets: &[usize], frequencies: usize, sharpness: f32) -> Gpt2 {
+    let device = model.device();
+    let [n_pos, d] = model.wpe.dims();
+    let block = &model.h[0];
+    let n_head = block.attn.n_head;
+    let hd = d / n_head;
+    assert!(offsets.len() <= n_head, "{} offset heads but {n_head} heads", offsets.len());
+    assert!(2 * frequencies <= hd, "2 x {frequencies} position features do not fit a head of {hd}");
+    let host = |t: Tensor<2>| -> Vec<f32> { t.into_data().try_to_vec::<f32>().expect("f32 weights") };
+    let (mut wte, mut wpe, mut w) = (host(model.wte.val()), host(model.wpe.val()), host(block.attn.c_attn.weight.val()));
+    let vocab = wte.len() / d;
+    let omega: Vec<f64> = (0..frequencies)
+        .map(|f| {
+            let period = 3.0 * (n_pos as f64 / 3.0).powf(f as f64 / (frequencies.max(2) - 1) as f64);
+            2.0 * std::f64::consts::PI / period
+        })
+        .collect();
+    // The code's amplitude matches the other features' scale, so LayerNorm keeps it near 1.
+    let rms = |v: &[f32]| (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    let amplitude = (rms(&wte).powi(2) + rms(&wpe).powi(2)).sqrt();
+    for p in 0..n_pos {
+        for (f, om) in omega.iter().enumerate() {
+            wpe[p * d + 2 * f] = ((om * p as f64).sin() * amplitude) as f32;
+            wpe[p * d + 2 * f + 1] = ((om * p as f64).cos() * amplitude) as f32;
+        }
+    }
+    for t in 0..vocab {
+        wte[t * d..t * d + 2 * frequencies].fill(0.0);
+    }
+    // After ln_1 a code feature is ~ code / rms(x) = sin or cos; q·k / sqrt(hd) = β Σ_f cos(…).
+    let beta = (sharpness as f64 * (hd as f64).sqrt()).sqrt();
+    let cols = 3 * d;
+    for (h, &k) in offsets.iter().enumerate() {
+        let (q0, k0) = (h * hd, d + h * hd);
+        for row in 0..d {
+            w[row * cols + q0..row * cols + q0 + hd].fill(0.0);
+            w[row * cols + k0..row * cols + k0 + hd].fill(0.0);
+        }
+        for (f, om) in omega.iter().enumerate() {
+            let (c, s) = ((om * k as f64).cos() * beta, (om * k as f64).sin() * beta);
+            let (sin_row, cos_row) = (2 * f, 2 * f + 1);
+            // q = (sin ω(i−k), cos ω(i−k)) · β;  k = (sin ωj, cos ωj) · β
+            w[sin_row * cols + q0 + 2 * f] = c as f32;
+            w[cos_row * cols + q0 + 2 * f] = -s as f32;
+            w[sin_row * cols + q0 + 2 * f + 1] = s as f32;
+            w[cos_row * cols + q0 + 2 * f + 1] = c as f32;
+            w[sin_row * cols + k0 + 2 * f] = beta as f32;
+            w[cos_row * cols + k0 + 2 * f + 1] = beta as f32;
+        }
+    }
+    let param = |v: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), &device));
+    model.wte = param(wte, [vocab, d]);
+    model.wpe = param(wpe, [n_pos, d]);
+    model.h[0].attn.c_attn.weight = param(w, [d, cols]);
+    model
+}
+
 #[derive(Module, Debug)]
 pub struct Gpt2 {
     /// Token embedding `[vocab, d]`, also the LM head.
@@ -346,5 +411,38 @@ mod tests {
             assert!((dot(3, 3 + k) - dot(40, 40 + k)).abs() < 1e-7, "offset {k}");
         }
         assert_eq!(t[0], 0.0); // sin(0) at p = 0
+    }
+
+    #[test]
+    fn offset_heads_start_out_attending_to_their_offsets() {
+        let device = Device::flex();
+        device.seed(1);
+        let config = Gpt2Config { dropout: 0.0, n_positions: 256, ..Gpt2Config::small(40, 2, 128, 4) };
+        let offsets = [1, 2, 3, 4];
+        let model = with_offset_heads(config.init(&device), &offsets, 8, 3.0);
+        // Layer 0's scores for random tokens at positions 0..200, computed from the weights.
+        let len = 200;
+        let ids: Vec<i64> = (0..len).map(|i| (i * 7 % 40) as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
+        let pos = Tensor::<2, Int>::from_data(TensorData::new((0..len as i64).collect::<Vec<_>>(), [1, len]), &device);
+        let x = model.embed(ids) + embedding(model.wpe.val(), pos);
+        let qkv: Vec<f32> = model.h[0].attn.c_attn.forward(model.h[0].ln_1.forward(x)).into_data().to_vec().unwrap();
+        let (d, hd) = (128, 32);
+        for (h, &k) in offsets.iter().enumerate() {
+            // Mean softmax weight on i - k, and how often it is the argmax.
+            let (mut weight, mut hits) = (0.0f32, 0);
+            for i in 8..len {
+                let q = &qkv[i * 3 * d + h * hd..i * 3 * d + (h + 1) * hd];
+                let scores: Vec<f32> =
+                    (0..=i).map(|j| q.iter().zip(&qkv[j * 3 * d + d + h * hd..]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt()).collect();
+                let max = scores.iter().copied().fold(f32::MIN, f32::max);
+                let z: f32 = scores.iter().map(|s| (s - max).exp()).sum();
+                weight += (scores[i - k] - max).exp() / z;
+                hits += usize::from(scores[i - k] == max);
+            }
+            let n = (len - 8) as f32;
+            eprintln!("head {h} (offset {k}): mean weight on i - {k} = {:.3}, argmax for {hits} of {n}", weight / n);
+            assert!(weight / n > 0.8 && hits as f32 > 0.95 * n, "head {h} (offset {k}): weight {}, argmax {hits} of {n}", weight / n);
+        }
     }
 }
