@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn sinusoidal_positions_have_the_scale_asked_for_and_depend_on_offsets_only() {
         let (n, d) = (64, 32);
-        let t: Vec<f32> = sinusoidal_positions(n, d, 0.01, &Device::flex()).into_data().to_vec().unwrap();
+        let t: Vec<f32> = sinusoidal_positions(n, d, 0.01, &Device::flex()).into_data().try_to_vec::<f32>().unwrap();
         let std = (t.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
         assert!((std - 0.01).abs() < 0.001, "std {std}");
         // sin(a)sin(b) + cos(a)cos(b) = cos(a - b): the dot product of positions p and p + k is a function of k.
@@ -426,7 +426,7 @@ mod tests {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
         let pos = Tensor::<2, Int>::from_data(TensorData::new((0..len as i64).collect::<Vec<_>>(), [1, len]), &device);
         let x = model.embed(ids) + embedding(model.wpe.val(), pos);
-        let qkv: Vec<f32> = model.h[0].attn.c_attn.forward(model.h[0].ln_1.forward(x)).into_data().to_vec().unwrap();
+        let qkv: Vec<f32> = model.h[0].attn.c_attn.forward(model.h[0].ln_1.forward(x)).into_data().try_to_vec::<f32>().unwrap();
         let (d, hd) = (128, 32);
         for (h, &k) in offsets.iter().enumerate() {
             // Mean softmax weight on i - k, and how often it is the argmax.
