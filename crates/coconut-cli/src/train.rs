@@ -113,7 +113,7 @@ impl GraphWarmup {
             return None;
         }
         let full = prosqa::GenConfig::default();
-        let f = epoch.saturating_sub(self.hold_epochs) as f64 / (self.epochs - self.hold_epochs.min(self.epochs - 1)) as f64;
+        let f = epoch.saturating_sub(self.hold_epochs) as f64 / self.epochs.saturating_sub(self.hold_epochs).max(1) as f64;
         let lerp = |a: usize, b: usize| (a as f64 + f * (b as f64 - a as f64)).round() as usize;
         Some(prosqa::GenConfig {
             min_nodes: lerp(self.min_nodes, full.min_nodes),
@@ -360,9 +360,9 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     }
     let draws_new = cfg.data.fresh_each_epoch || cfg.data.graph_warmup.is_some();
     let never_train = if draws_new { fresh_exclude(&val_items)? } else { HashSet::new() };
-    let first_items = train_items;
-    let first_data = tokenize_items(&first_items, &tok).map_err(anyhow::Error::msg)?;
-    let (mut train_items, mut train_data) = (first_items.clone(), first_data.clone());
+    // The first split, and an epoch's own draw when it has one (warm-up or fresh epochs).
+    let first_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
+    let mut drawn: Option<Vec<coconut::curriculum::Tokenized>> = None;
     let val_data = tokenize_items(&val_items, &tok).map_err(anyhow::Error::msg)?;
     let c = &cfg.curriculum;
     let fits = |data: &[coconut::curriculum::Tokenized]| -> Result<()> {
@@ -387,7 +387,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         }
         Ok(())
     };
-    fits(&train_data)?;
+    fits(&first_data)?;
     let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
     eprintln!(
         "training {} on {} device(s) ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",
@@ -421,16 +421,17 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         }
         state.stage = stage;
         if draws_new {
-            match fresh_train_items(&cfg.data, state.epoch, &never_train)? {
+            drawn = match fresh_train_items(&cfg.data, state.epoch, &never_train)? {
                 Some(items) => {
-                    train_data = tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
-                    train_items = items;
-                    fits(&train_data)?;
+                    let data = tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
+                    fits(&data)?;
+                    Some(data)
                 }
-                None => (train_items, train_data) = (first_items.clone(), first_data.clone()),
-            }
+                None => None,
+            };
         }
-        let batches = epoch_batches(train_items.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
+        let train_data = drawn.as_deref().unwrap_or(&first_data);
+        let batches = epoch_batches(train_data.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             let indices = &batches[state.batch_in_epoch];
             // Data-parallel when every device gets at least one item of this batch.
@@ -441,7 +442,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
                 .enumerate()
                 .map(|(j, ix)| {
                     let d = if multi { &replicas[j] } else { &train_device };
-                    training_batch(&train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, d)
+                    training_batch(train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, d)
                 })
                 .collect();
             train_device.seed(cfg.run.seed ^ (state.global_step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)); // dropout masks
