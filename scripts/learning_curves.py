@@ -6,8 +6,9 @@ run's elapsed seconds) and its config.toml (method), and writes OUT.json, OUT.md
 OUT.svg (accuracy vs hours). Runs from before `time_s` existed get their time from the logged
 samples/s (training time only).
 
-Usage: scripts/learning_curves.py OUT_PREFIX LABEL=RUN_DIR[@EARLIER_LABEL] ...
-  (@EARLIER_LABEL: the run continued that one, so its clock starts where that one ended)
+Usage: scripts/learning_curves.py OUT_PREFIX LABEL=RUN_DIR[@EARLIER_LABEL[#EPOCH]] ...
+  (@EARLIER_LABEL: the run continued that one, so its clock starts where that one ended;
+   #EPOCH: it started from that run's checkpoint of EPOCH, so its clock starts at that epoch's point)
 """
 import json
 import sys
@@ -18,7 +19,11 @@ runs = []
 for arg in sys.argv[2:]:
     label, run = arg.split("=", 1)
     run, _, after = run.partition("@")
-    start = next((r["points"][-1]["hours"] for r in runs if r["label"] == after and r["points"]), 0.0)
+    after, _, from_epoch = after.partition("#")
+    earlier = next((r["points"] for r in runs if r["label"] == after and r["points"]), [])
+    if from_epoch:
+        earlier = [p for p in earlier if p["epoch"] == int(from_epoch)]
+    start = earlier[-1]["hours"] if earlier else 0.0
     cfg = tomllib.load(open(f"{run}/config.toml", "rb"))
     batch, log_every = cfg["optim"]["batch_size"], cfg["run"].get("log_every", 10)
     points, t_est, last_step = [], 0.0, 0
