@@ -47,11 +47,12 @@ for r in runs:
     md.append("")
 open(out + ".md", "w").write("\n".join(md))
 
-W, H, L, B, T, R = 820, 360, 50, 40, 20, 300
+W, H, L, B, T, R = 900, 360, 50, 40, 20, 380
 tmax = max((p["hours"] for r in runs for p in r["points"]), default=1) or 1
 x = lambda h: L + (W - L - R) * h / tmax
 y = lambda a: H - B - (H - B - T) * a
-colors = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#d62728", "#7f7f7f"]
+colors = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#d62728", "#7f7f7f",
+          "#bcbd22", "#e377c2", "#393b79", "#637939"]
 parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
          f'<rect width="{W}" height="{H}" fill="white"/>']
 for a in [0, 0.25, 0.5, 0.75, 1.0]:
@@ -66,14 +67,15 @@ parts.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T +
 parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(0.5)}" y2="{y(0.5)}" stroke="#999" stroke-dasharray="4 3"/>')
 for i, r in enumerate(runs):
     c = colors[i % len(colors)]
+    dash = ' stroke-dasharray="6 2"' if i >= len(colors) else ""  # a second round of colours is dashed
     pts = " ".join(f"{x(p['hours']):.1f},{y(p['val_accuracy']):.1f}" for p in r["points"])
     if pts:
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
     for p in r["points"]:
         parts.append(f'<circle cx="{x(p["hours"]):.1f}" cy="{y(p["val_accuracy"]):.1f}" r="2.5" fill="{c}"/>')
-    parts.append(f'<rect x="{W - R + 12}" y="{T + 18 * i}" width="12" height="3" fill="{c}"/>')
+    parts.append(f'<line x1="{W - R + 12}" x2="{W - R + 24}" y1="{T + 18 * i + 1.5}" y2="{T + 18 * i + 1.5}" stroke="{c}" stroke-width="3"{dash}/>')
     parts.append(f'<text x="{W - R + 30}" y="{T + 18 * i + 5}">{r["label"]}</text>')
-parts.append(f'<text x="{W - R + 12}" y="{T + 18 * len(runs) + 8}" fill="#666">dashed: chance (50%)</text>')
+parts.append(f'<text x="{W - R + 12}" y="{T + 18 * len(runs) + 8}" fill="#666">grey dashed: chance (50%)</text>')
 parts.append("</svg>")
 open(out + ".svg", "w").write("\n".join(parts))
 print(f"wrote {out}.json, {out}.md, {out}.svg")
