@@ -11,41 +11,23 @@ Usage: scripts/latent_case.py CHECKPOINT DATA.json OUT_PREFIX K INDEX [INDEX ...
 """
 import json
 import os
-import subprocess
 import sys
-from collections import deque
+
+from coconut_cli import analyze, hops_from, run_json
 
 ckpt, data, out, k = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 indices = [int(i) for i in sys.argv[5:]] or [0]
-binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "coconut")
 items = json.load(open(data))
-
-
-def hops_from(n, edges, root):
-    adj = [[] for _ in range(n)]
-    for a, b in edges:
-        adj[a].append(b)
-    dist, q = {root: 0}, deque([root])
-    while q:
-        u = q.popleft()
-        for v in adj[u]:
-            if v not in dist:
-                dist[v] = dist[u] + 1
-                q.append(v)
-    return dist
-
 
 md, svgs, cases = [f"Node values per continuous thought, checkpoint `{ckpt}`, {os.path.basename(data)}, k = {k}\n"], [], []
 for idx in indices:
     it = items[idx]
-    a = json.loads(subprocess.run([binary, "analyze", "--checkpoint", ckpt, "--question", it["question"], "--k", str(k)],
-                                  check=True, capture_output=True, text=True).stdout)
+    a = analyze(ckpt, it["question"], k)
     names = a["names"]
-    hops = hops_from(len(names), a["edges"], a["root"])
+    hops = hops_from(a)
     path = {names.index(s.rstrip(".").split()[-1]) for s in it["steps"] if s.rstrip(".").split()[-1] in names}
     target = names.index(it["answer"].rstrip(".").split()[-1])
-    gen = json.loads(subprocess.run([binary, "generate", "--checkpoint", ckpt, "--question", it["question"], "--k", str(k), "--json"],
-                                    check=True, capture_output=True, text=True).stdout)
+    gen = run_json("generate", "--checkpoint", ckpt, "--question", it["question"], "--k", k, "--json")
     answer = (gen[0] if isinstance(gen, list) else gen)["answer"]
     case = {"index": idx, "question_tail": it["question"][it["question"].rfind("Is "):], "answer": it["answer"], "model_answer": answer,
             "path": [names[i] for i in sorted(path, key=lambda i: hops.get(i, 99))], "thoughts": []}

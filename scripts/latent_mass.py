@@ -12,29 +12,19 @@ Usage: scripts/latent_mass.py CHECKPOINT DATA.json OUT_PREFIX [N] [K]
 """
 import json
 import os
-import subprocess
 import sys
+
+from coconut_cli import analyze, hops_from
 
 ckpt, data, out = sys.argv[1], sys.argv[2], sys.argv[3]
 n = int(sys.argv[4]) if len(sys.argv) > 4 else 100
 k = int(sys.argv[5]) if len(sys.argv) > 5 else 6
-binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "coconut")
 items = json.load(open(data))[:n]
 kinds = ["options", "frontier", "reachable", "other"]
 sums = [{kind: 0.0 for kind in kinds} for _ in range(k + 1)]
 for it in items:
-    a = json.loads(subprocess.run([binary, "analyze", "--checkpoint", ckpt, "--question", it["question"], "--k", str(k)],
-                                  check=True, capture_output=True, text=True).stdout)
-    children = {}
-    for src, dst in a["edges"]:
-        children.setdefault(src, []).append(dst)
-    reachable, todo = set(), [a["root"]]
-    while todo:
-        v = todo.pop()
-        for c in children.get(v, []):
-            if c not in reachable:
-                reachable.add(c)
-                todo.append(c)
+    a = analyze(ckpt, it["question"], k)
+    reachable = {v for v, d in hops_from(a).items() if d > 0}
     options = set(a["options"])
     for step in a["steps"]:
         frontier = set(step["frontier"]) - options

@@ -11,19 +11,18 @@ Usage: scripts/latent_search.py CHECKPOINT DATA.json OUT_PREFIX [N] [K]
 """
 import json
 import os
-import subprocess
 import sys
 from collections import defaultdict
+
+from coconut_cli import analyze
 
 ckpt, data, out = sys.argv[1], sys.argv[2], sys.argv[3]
 n = int(sys.argv[4]) if len(sys.argv) > 4 else 50
 k = int(sys.argv[5]) if len(sys.argv) > 5 else 2
-binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "coconut")
 items = json.load(open(data))[:n]
 sums = defaultdict(lambda: [0.0, 0])  # (t, height) -> [sum, count]
 for it in items:
-    a = json.loads(subprocess.run([binary, "analyze", "--checkpoint", ckpt, "--question", it["question"], "--k", str(k)],
-                                  check=True, capture_output=True, text=True).stdout)
+    a = analyze(ckpt, it["question"], k)
     for step in a["steps"][1:]:
         for v in step["frontier"]:
             s = sums[(step["t"], a["heights"][v])]

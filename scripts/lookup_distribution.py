@@ -13,9 +13,9 @@ Usage: scripts/lookup_distribution.py CHECKPOINT DATA.json [N] [--json OUT.json]
 import collections
 import json
 import math
-import os
-import subprocess
 import sys
+
+from coconut_cli import run_json
 
 args = [a for a in sys.argv[1:] if not a.startswith("--json")]
 out_json = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
@@ -23,7 +23,6 @@ if out_json in args:
     args.remove(out_json)
 ckpt, data = args[0], args[1]
 n = int(args[2]) if len(args) > 2 else 20
-binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "coconut")
 mass, uniform, counted = collections.Counter(), collections.Counter(), 0
 for it in json.load(open(data))[:n]:
     names, steps = it["idx_to_symbol"], it["steps"]
@@ -43,8 +42,7 @@ for it in json.load(open(data))[:n]:
         return "child" if j in children[x] else "option" if j in options else "self" if j == x else "parent" if j in parents[x] else "other"
 
     for j in concepts:
-        scored = json.loads(subprocess.run([binary, "score", "--checkpoint", ckpt, "--text", prefix + names[j]],
-                                           capture_output=True, text=True, check=True).stdout)
+        scored = run_json("score", "--checkpoint", ckpt, "--text", prefix + names[j])
         mass[kind(j)] += math.exp(scored["logprobs"][-1])
         uniform[kind(j)] += 1 / len(concepts)
     counted += 1

@@ -15,8 +15,9 @@ Usage: scripts/lookup_probe.py CHECKPOINT DATA.json [N] [--json OUT.json]
 import json
 import math
 import os
-import subprocess
 import sys
+
+from coconut_cli import run_json as run
 
 args = [a for a in sys.argv[1:] if not a.startswith("--json")]
 ckpt, data = args[0], args[1]
@@ -24,9 +25,7 @@ n = int(args[2]) if len(args) > 2 else 30
 out_json = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
 if out_json in args:
     args.remove(out_json)
-binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "coconut")
 vocab = {v: k for k, v in json.load(open(os.path.join(ckpt, "tokenizer.json")))["model"]["vocab"].items()}
-run = lambda *a: json.loads(subprocess.run([binary, *a], capture_output=True, text=True, check=True).stdout)
 
 sums = {"copy": [], "lookup": [], "answer": []}
 uniform = []
