@@ -87,6 +87,12 @@ pub struct DataSection {
     pub fresh_each_epoch: bool,
     /// Generated ProsQA only: start on small graphs and grow them to the full size.
     pub graph_warmup: Option<GraphWarmup>,
+    /// The search stage, before the curriculum (it stands in for the language pre-training the
+    /// paper starts from): the first `search_epochs` epochs train on each ProsQA question followed
+    /// by every fact reachable from its person, breadth-first (`prosqa::breadth_first_steps`), and
+    /// the answer. The curriculum's epoch 0 is the epoch after them.
+    #[serde(default)]
+    pub search_epochs: usize,
 }
 
 /// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` trains on `train_size` new
@@ -178,9 +184,42 @@ pub struct TrainerState {
 }
 
 impl TrainConfig {
+    /// Reads a config. `base = "other.toml"` (relative to this file) starts from that config, and
+    /// this file's tables and keys override it, key by key.
     pub fn load(path: &Path) -> Result<Self> {
+        let table = Self::load_table(path, 0)?;
+        table.try_into().with_context(|| format!("{} is not a valid training config", path.display()))
+    }
+
+    fn load_table(path: &Path, depth: usize) -> Result<toml::Table> {
+        if depth > 8 {
+            bail!("{}: `base` chains more than 8 configs deep (a cycle?)", path.display());
+        }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid training config", path.display()))
+        let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a valid TOML file", path.display()))?;
+        let Some(base) = table.remove("base") else { return Ok(table) };
+        let base = base.as_str().with_context(|| format!("{}: `base` must be a file name", path.display()))?;
+        let mut merged = Self::load_table(&path.parent().unwrap_or(Path::new(".")).join(base), depth + 1)?;
+        merge(&mut merged, table);
+        Ok(merged)
+    }
+
+    /// The curriculum stage of a run's epoch: the search stage's epochs train at stage 0 and come
+    /// before the curriculum's epoch 0.
+    pub fn stage_of_epoch(&self, epoch: usize) -> usize {
+        self.curriculum.stage_of_epoch(epoch.saturating_sub(self.data.search_epochs))
+    }
+}
+
+/// Overrides `base` with `over`: tables merge key by key, anything else is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -242,6 +281,20 @@ fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -
         return Ok(None);
     }
     generate_items(&d.dataset, d.train_size, seed, exclude).map(Some)
+}
+
+/// The search stage's items: each question's steps replaced by every fact reachable from its
+/// person, breadth-first (`prosqa::breadth_first_steps`, seeded by `seed` and the item's index).
+fn search_items(items: &[Item], seed: u64) -> Result<Vec<Item>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let steps = prosqa::breadth_first_steps(item, seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .context("data.search_epochs needs ProsQA questions with their graphs")?;
+            Ok(Item { steps, ..item.clone() })
+        })
+        .collect()
 }
 
 /// Moves the time since `clock` into the run's elapsed time.
@@ -337,7 +390,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
                 epoch: cfg.run.start_epoch,
                 batch_in_epoch: 0,
                 global_step: 0,
-                stage: cfg.curriculum.stage_of_epoch(cfg.run.start_epoch),
+                stage: cfg.stage_of_epoch(cfg.run.start_epoch),
                 best_val_accuracy: None,
                 elapsed_s: 0.0,
             };
@@ -358,7 +411,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     if cfg.data.fresh_each_epoch && cfg.data.dataset == "files" {
         bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
     }
-    let draws_new = cfg.data.fresh_each_epoch || cfg.data.graph_warmup.is_some();
+    let draws_new = cfg.data.fresh_each_epoch || cfg.data.graph_warmup.is_some() || cfg.data.search_epochs > 0;
     let never_train = if draws_new { fresh_exclude(&val_items)? } else { HashSet::new() };
     // The first split, and an epoch's own draw when it has one (warm-up or fresh epochs).
     let first_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
@@ -412,16 +465,21 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
     // Stages past the last are one phase (every step is a thought); a new phase starts a new best.
     let phase = |s: usize| s.min(cfg.curriculum.max_latent_stage + 1);
     while state.epoch < cfg.run.epochs {
-        let stage = cfg.curriculum.stage_of_epoch(state.epoch);
+        let stage = cfg.stage_of_epoch(state.epoch);
         if phase(stage) != phase(state.stage) {
             state.best_val_accuracy = None;
         }
-        if state.batch_in_epoch == 0 && state.epoch > 0 && stage != cfg.curriculum.stage_of_epoch(state.epoch - 1) && cfg.optim.reset_optimizer {
+        if state.batch_in_epoch == 0 && state.epoch > 0 && stage != cfg.stage_of_epoch(state.epoch - 1) && cfg.optim.reset_optimizer {
             optim = cfg.optim.optimizer();
         }
         state.stage = stage;
         if draws_new {
-            drawn = match fresh_train_items(&cfg.data, state.epoch, &never_train)? {
+            let fresh = fresh_train_items(&cfg.data, state.epoch, &never_train)?;
+            let fresh = match (state.epoch < cfg.data.search_epochs, fresh) {
+                (true, items) => Some(search_items(items.as_deref().unwrap_or(&train_items), cfg.data.seed ^ state.epoch as u64)?),
+                (false, items) => items,
+            };
+            drawn = match fresh {
                 Some(items) => {
                     let data = tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
                     fits(&data)?;
@@ -550,6 +608,7 @@ mod tests {
             val_file: None,
             fresh_each_epoch: true,
             graph_warmup: None,
+            search_epochs: 0,
         };
         let (first, val) = load_data(&d).unwrap();
         let exclude = fresh_exclude(&val).unwrap();
@@ -580,6 +639,7 @@ mod tests {
             val_file: None,
             fresh_each_epoch: false,
             graph_warmup: Some(warmup.clone()),
+            search_epochs: 0,
         };
         let (_, val) = load_data(&d).unwrap();
         let exclude = fresh_exclude(&val).unwrap();
@@ -602,5 +662,40 @@ mod tests {
         assert_eq!(held_small.gen_config(4), warmup.gen_config(2), "then grows over the remaining 4 epochs");
         let pronto = DataSection { dataset: "prontoqa".into(), ..d };
         assert!(fresh_train_items(&pronto, 0, &exclude).unwrap_err().to_string().contains("graph_warmup"));
+    }
+
+    #[test]
+    fn search_stage_comes_before_the_curriculum_and_lists_reachable_facts() {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
+        cfg.curriculum = Curriculum { epochs_per_stage: 1, ..Curriculum::default() };
+        cfg.data.search_epochs = 2;
+        assert_eq!([0, 1, 2, 3, 4].map(|e| cfg.stage_of_epoch(e)), [0, 0, 0, 1, 2]);
+        let items = prosqa::generate(20, 3, &prosqa::GenConfig::default(), &HashSet::new());
+        let search = search_items(&items, 9).unwrap();
+        for (item, s) in items.iter().zip(&search) {
+            assert_eq!((&s.question, &s.answer), (&item.question, &item.answer));
+            assert!(s.steps.len() > item.steps.len(), "every reachable fact, not one path");
+            assert!(item.steps.iter().all(|step| s.steps.contains(step)), "the path's facts are among them");
+            assert!(s.steps.iter().all(|step| item.question.contains(step.as_str())), "only facts the question states");
+        }
+        assert!(search_items(&[Item::text("q", &["s"], "a")], 0).unwrap_err().to_string().contains("search_epochs"));
+    }
+
+    #[test]
+    fn a_config_overrides_its_base_key_by_key() {
+        let dir = std::env::temp_dir().join(format!("coconut-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        std::fs::write(dir.join("base.toml"), base).unwrap();
+        std::fs::write(dir.join("child.toml"), "base = \"base.toml\"\n[optim]\nlr = 0.5\n[data]\nsearch_epochs = 2\n").unwrap();
+        let (b, c) = (TrainConfig::load(&dir.join("base.toml")).unwrap(), TrainConfig::load(&dir.join("child.toml")).unwrap());
+        assert_eq!(c.optim.lr, 0.5);
+        assert_eq!(c.optim.batch_size, b.optim.batch_size, "keys the child does not name come from the base");
+        assert_eq!((c.data.search_epochs, &c.data.train_file), (2, &b.data.train_file));
+        assert_eq!(c.model, b.model);
+        std::fs::write(dir.join("loop.toml"), "base = \"loop.toml\"\n").unwrap();
+        assert!(TrainConfig::load(&dir.join("loop.toml")).unwrap_err().to_string().contains("cycle"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

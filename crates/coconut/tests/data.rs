@@ -149,3 +149,25 @@ fn gsm8k_icot_lines_become_items_and_bad_lines_are_named() {
     let e = gsm8k::parse_icot("ok||<<1+1=2>> #### 2\nno separator here #### 3").unwrap_err();
     assert_eq!(e, DataError::Item { index: 1, field: "question".into(), msg: "line 2: no `||` between question and steps".into() });
 }
+
+#[test]
+fn search_stage_lists_every_reachable_fact_breadth_first() {
+    // Tom → wumpus → {yumpus, lempus}, yumpus → lempus; Sam → zumpus is not reachable from Tom.
+    let json = r#"[{"question": "Tom is a wumpus. Every wumpus is a yumpus. Every wumpus is a lempus. Every yumpus is a lempus. Sam is a zumpus. Is Tom a lempus or zumpus?",
+      "answer": "Tom is a lempus.", "steps": ["Tom is a wumpus.", "Every wumpus is a lempus."],
+      "idx_to_symbol": ["Tom", "Sam", "wumpus", "yumpus", "zumpus", "lempus"], "edges": [[0, 2], [2, 3], [2, 5], [3, 5], [1, 4]],
+      "root": 0, "target": 5, "neg_target": 4}]"#;
+    let item = &parse_items(json.as_bytes()).unwrap()[0];
+    let mut orders = HashSet::new();
+    for seed in 0..32 {
+        let steps = prosqa::breadth_first_steps(item, seed).unwrap();
+        assert_eq!(steps[0], "Tom is a wumpus.");
+        let mut middle = steps[1..3].to_vec();
+        orders.insert(middle.clone());
+        middle.sort();
+        assert_eq!(middle, ["Every wumpus is a lempus.", "Every wumpus is a yumpus."]);
+        assert_eq!(steps[3..], ["Every yumpus is a lempus."]);
+    }
+    assert_eq!(orders.len(), 2, "a node's facts come in both orders over seeds");
+    assert_eq!(prosqa::breadth_first_steps(&coconut::data::Item::text("q", &[], "a"), 0), None);
+}
