@@ -24,7 +24,9 @@ fn tune_allocator() {
 
 use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
 
-const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
+const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
+/// Where the default run's resumable checkpoint is committed (model, optimizer and trainer state).
+const COMMITTED_RUNS: &str = "checkpoints";
 
 #[derive(Parser)]
 #[command(
@@ -32,17 +34,18 @@ const DEFAULT_CONFIG: &str = "configs/prosqa-small-coconut.toml";
     version,
     about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
-        With no subcommand, trains the default run (configs/prosqa-small-coconut.toml) into\n\
-        runs/prosqa-small-coconut/."
+        With no subcommand, trains the default run (configs/prosqa-page-coconut-search.toml) into\n\
+        runs/prosqa-page-coconut-search/, resuming it (or the committed checkpoints/ copy) when it exists."
 )]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex")]
     backend: String,
     /// Devices for data-parallel training (`train` only): CUDA 0..N, wgpu GPUs 0..N; on a CPU
-    /// backend N workers share the CPU.
-    #[arg(long, global = true, default_value_t = 1)]
-    devices: usize,
+    /// backend N workers share the CPU. Default: one worker per core on a CPU backend (each with one
+    /// thread unless RAYON_NUM_THREADS says otherwise), one device on a GPU backend.
+    #[arg(long, global = true)]
+    devices: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -269,6 +272,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// The devices a training run uses: `--devices N`, else one worker per core on a CPU backend
+/// (two 1-thread workers train ~1.25x faster than one 2-thread worker here: docs/experiments.md),
+/// else one device.
+fn training_devices(cli_backend: &str, devices: Option<usize>) -> Result<Vec<burn::prelude::Device>> {
+    let kind = BackendKind::parse(cli_backend).map_err(anyhow::Error::msg)?;
+    let cpu = matches!(kind, BackendKind::Flex | BackendKind::Ndarray);
+    let n = devices.unwrap_or_else(|| if cpu { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
+    if cpu && n > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet (the workers and the rayon pool start in `train`).
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+    kind.devices(n).map_err(anyhow::Error::msg)
+}
+
+/// `cargo run --release`: trains the default config into runs/<name>/, resuming that run when it
+/// has a checkpoint, else the committed copy in checkpoints/<name>/ (copied into runs/ first),
+/// else from scratch.
+fn default_run(cli_backend: &str, devices: Option<usize>) -> Result<()> {
+    let config = PathBuf::from(DEFAULT_CONFIG);
+    let out = default_out(&config);
+    let committed = PathBuf::from(COMMITTED_RUNS).join(config.file_stem().unwrap_or_default());
+    let resumable = |dir: &std::path::Path| dir.join("last").join("trainer.json").exists();
+    if !resumable(&out) && resumable(&committed) {
+        eprintln!("resuming the committed run {} in {}", committed.display(), out.display());
+        copy_dir(&committed, &out)?;
+    }
+    let resume = resumable(&out).then(|| out.clone());
+    train::train(&config, &out, resume.as_deref(), training_devices(cli_backend, devices)?)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| to.display().to_string())?;
+    for entry in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| target.display().to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn device(cli_backend: &str) -> Result<burn::prelude::Device> {
     let kind = BackendKind::parse(cli_backend).map_err(anyhow::Error::msg)?;
     kind.device().map_err(anyhow::Error::msg)
@@ -277,8 +324,7 @@ fn device(cli_backend: &str) -> Result<burn::prelude::Device> {
 fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
         print_default_plan();
-        let config = PathBuf::from(DEFAULT_CONFIG);
-        return train::train(&config, &default_out(&config), None, vec![device(&cli.backend)?]);
+        return default_run(&cli.backend, cli.devices);
     };
     match command {
         Command::ImportHf { hf_dir, out } => {
@@ -339,8 +385,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train { config, out, resume } => {
             let out = out.unwrap_or_else(|| default_out(&config));
-            let kind = BackendKind::parse(&cli.backend).map_err(anyhow::Error::msg)?;
-            train::train(&config, &out, resume.as_deref(), kind.devices(cli.devices).map_err(anyhow::Error::msg)?)?;
+            train::train(&config, &out, resume.as_deref(), training_devices(&cli.backend, cli.devices)?)?;
         }
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
             let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
@@ -539,12 +584,14 @@ fn default_out(config: &std::path::Path) -> PathBuf {
 fn print_default_plan() {
     println!(
         "coconut: the default run trains {DEFAULT_CONFIG}:\n\
-         \x20 a small GPT-2 from scratch (word-level tokenizer) on freshly generated ProsQA,\n\
-         \x20 with the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
+         \x20 a 2-layer, 128-wide GPT-2 from scratch (word-level tokenizer) on freshly generated ProsQA:\n\
+         \x20 the search stage (each question followed by every fact reachable from its person), then\n\
+         \x20 the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
          \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts;\n\
-         \x20 AdamW, optimizer reset at every stage switch, validation accuracy every epoch.\n\
-         Output: runs/prosqa-small-coconut/ (metrics.jsonl, last/, best/); Ctrl-C, then\n\
-         `coconut train --resume runs/prosqa-small-coconut` continues. `coconut --help` lists every subcommand.\n\
+         \x20 small graphs first, growing to the official size; AdamW, optimizer reset at every stage\n\
+         \x20 switch, validation accuracy every epoch; one worker per CPU core.\n\
+         Output: runs/prosqa-page-coconut-search/ (metrics.jsonl, last/, best/). Run it again to resume\n\
+         (from checkpoints/prosqa-page-coconut-search/ when runs/ has none). `coconut --help` lists every subcommand.\n\
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
-use coconut::curriculum::Curriculum;
+use coconut::curriculum::{Curriculum, Variant};
 use coconut::data::Item;
 use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
@@ -208,6 +208,13 @@ impl TrainConfig {
     /// before the curriculum's epoch 0.
     pub fn stage_of_epoch(&self, epoch: usize) -> usize {
         self.curriculum.stage_of_epoch(epoch.saturating_sub(self.data.search_epochs))
+    }
+
+    /// How an epoch's sequences are built: the search stage trains every variant on the language
+    /// listing (as CoT: no markers, no thoughts), later epochs on the configured variant.
+    pub fn curriculum_of_epoch(&self, epoch: usize) -> Curriculum {
+        let variant = if epoch < self.data.search_epochs { Variant::Cot } else { self.curriculum.variant };
+        Curriculum { variant, ..self.curriculum.clone() }
     }
 }
 
@@ -489,6 +496,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             };
         }
         let train_data = drawn.as_deref().unwrap_or(&first_data);
+        let curriculum = cfg.curriculum_of_epoch(state.epoch);
         let batches = epoch_batches(train_data.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             let indices = &batches[state.batch_in_epoch];
@@ -500,15 +508,15 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
                 .enumerate()
                 .map(|(j, ix)| {
                     let d = if multi { &replicas[j] } else { &train_device };
-                    training_batch(train_data, ix, &cfg.curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, d)
+                    training_batch(train_data, ix, &curriculum, stage, &tok, cfg.run.seed, state.global_step * 1024 + j, d)
                 })
                 .collect();
             train_device.seed(cfg.run.seed ^ (state.global_step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)); // dropout masks
             let lr = cfg.optim.lr_at(state.global_step);
             let (next, loss) = if multi && micro_batches.len() == replicas.len() {
-                optimizer_step_multi(model, &mut optim, &micro_batches, &replicas, &cfg.curriculum, lr)
+                optimizer_step_multi(model, &mut optim, &micro_batches, &replicas, &curriculum, lr)
             } else {
-                optimizer_step(model, &mut optim, &micro_batches, &cfg.curriculum, lr)
+                optimizer_step(model, &mut optim, &micro_batches, &curriculum, lr)
             };
             model = next;
             state.batch_in_epoch += 1;
@@ -671,6 +679,8 @@ mod tests {
         cfg.curriculum = Curriculum { epochs_per_stage: 1, ..Curriculum::default() };
         cfg.data.search_epochs = 2;
         assert_eq!([0, 1, 2, 3, 4].map(|e| cfg.stage_of_epoch(e)), [0, 0, 0, 1, 2]);
+        cfg.curriculum.variant = Variant::NoCot;
+        assert_eq!([0, 1, 2, 3].map(|e| cfg.curriculum_of_epoch(e).variant), [Variant::Cot, Variant::Cot, Variant::NoCot, Variant::NoCot], "No-CoT reads the listing too");
         let items = prosqa::generate(20, 3, &prosqa::GenConfig::default(), &HashSet::new());
         let search = search_items(&items, 9).unwrap();
         for (item, s) in items.iter().zip(&search) {
