@@ -43,7 +43,8 @@ struct Cli {
     backend: String,
     /// Devices for data-parallel training (`train` only): CUDA 0..N, wgpu GPUs 0..N; on a CPU
     /// backend N workers share the CPU. Default: one worker per core on a CPU backend (each with one
-    /// thread unless RAYON_NUM_THREADS says otherwise), one device on a GPU backend.
+    /// thread unless RAYON_NUM_THREADS says otherwise), one device on a GPU backend. With dropout,
+    /// only `--devices 1` is bit-reproducible.
     #[arg(long, global = true)]
     devices: Option<usize>,
     #[command(subcommand)]

@@ -381,6 +381,9 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         Some(dir) => TrainConfig::load(&dir.join("config.toml")).context("resuming: the run's config.toml")?,
         None => TrainConfig::load(config_path)?,
     };
+    if resume.is_none() && (out.join("metrics.jsonl").exists() || out.join("last").exists()) {
+        bail!("{} already holds a training run: continue it with `--resume {0}`, or choose another --out (nothing was changed)", out.display());
+    }
     std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
     if resume.is_none() {
         std::fs::write(out.join("config.toml"), toml::to_string(&cfg)?)?;
@@ -448,6 +451,13 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         Ok(())
     };
     fits(&first_data)?;
+    if replicas.len() > 1 && config.dropout > 0.0 {
+        eprintln!(
+            "note: dropout {} with {} workers: their dropout masks depend on thread timing, so this run is not bit-reproducible (--devices 1 is)",
+            config.dropout,
+            replicas.len()
+        );
+    }
     let steps_per_epoch = train_items.len().div_ceil(cfg.optim.batch_size.max(1));
     eprintln!(
         "training {} on {} device(s) ({} layers, d={}, {:.2}M parameters, vocab {}) on {} {} questions, {} epochs x {} steps, variant {}",

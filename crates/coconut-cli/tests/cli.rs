@@ -170,7 +170,8 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     let config = dir.join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
-    coconut_ok(&["train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
+    // One worker: TINY has dropout, whose masks N CPU workers draw from one generator in thread order.
+    coconut_ok(&["--devices", "1", "train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
     let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().any(|l| l.contains("val_accuracy")) && metrics.lines().any(|l| l.contains("\"loss\"")));
     // best/ is the best of the final stage (stage ≥ 3 here: every step a thought), not of a CoT stage.
@@ -186,7 +187,7 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
 
     // SIGKILL once a mid-run checkpoint exists, then resume.
     let mut child = Command::new(env!("CARGO_BIN_EXE_coconut"))
-        .args(["train", "--config", config.to_str().unwrap(), "--out", killed.to_str().unwrap()])
+        .args(["--devices", "1", "train", "--config", config.to_str().unwrap(), "--out", killed.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -204,7 +205,7 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(step < 320, "killed mid-run (step {step} of 320)");
-    let out = coconut_ok(&["train", "--resume", killed.to_str().unwrap()]);
+    let out = coconut_ok(&["--devices", "1", "train", "--resume", killed.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at epoch"));
     assert_eq!(score_text(&whole.join("last")), score_text(&killed.join("last")), "resumed weights differ from the uninterrupted run");
 }
@@ -453,4 +454,18 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     // An unknown shape is refused by name.
     let out = coconut(&["bench", "--config", "huge", "--json", json.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of small, page, gpt2"));
+}
+
+#[test]
+fn training_into_an_existing_run_is_refused_and_changes_nothing() {
+    let dir = fresh_dir("existing-run");
+    std::fs::write(dir.join("metrics.jsonl"), "{\"step\": 160}\n").unwrap();
+    std::fs::write(dir.join("config.toml"), "# the run's own config\n").unwrap();
+    let config = root().join("configs/tiny-overfit.toml");
+    let out = coconut(&["train", "--config", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds a training run") && err.contains("--resume"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), "{\"step\": 160}\n");
+    assert_eq!(std::fs::read_to_string(dir.join("config.toml")).unwrap(), "# the run's own config\n");
 }
