@@ -304,6 +304,26 @@ fn search_items(items: &[Item], seed: u64) -> Result<Vec<Item>> {
         .collect()
 }
 
+/// Drops the metrics logged after the checkpoint a run resumes from (steps above `step`), so each
+/// step appears once in metrics.jsonl after a kill and a resume.
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            let logged = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64());
+            logged.is_none_or(|s| s as usize <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() < text.len() {
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, kept).with_context(|| tmp.display().to_string())?;
+        std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
 /// Moves the time since `clock` into the run's elapsed time.
 fn add_elapsed(state: &mut TrainerState, clock: &mut Instant) {
     state.elapsed_s += clock.elapsed().as_secs_f64();
@@ -415,6 +435,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             let optim =
                 cfg.optim.optimizer().from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
             eprintln!("resuming at epoch {}, batch {} (step {})", state.epoch, state.batch_in_epoch, state.global_step);
+            truncate_metrics(&dir.join("metrics.jsonl"), state.global_step)?;
             (ckpt.config, model, ckpt.tokenizer, optim, state)
         }
     };

@@ -208,6 +208,16 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     let out = coconut_ok(&["--devices", "1", "train", "--resume", killed.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at epoch"));
     assert_eq!(score_text(&whole.join("last")), score_text(&killed.join("last")), "resumed weights differ from the uninterrupted run");
+    // metrics.jsonl logs each step once, as the uninterrupted run's does.
+    let logged = |run: &std::path::Path| -> Vec<(u64, bool)> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["step"].as_u64().unwrap(), v.get("val_accuracy").is_some()))
+            .collect()
+    };
+    assert_eq!(logged(&whole), logged(&killed), "the resumed run's metrics.jsonl repeats or misses steps");
 }
 
 #[test]
