@@ -16,7 +16,7 @@ use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
 use coconut::curriculum::{Curriculum, Variant};
 use coconut::data::Item;
-use coconut::train::{OptimConfig, accuracy, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
+use coconut::train::{OptimConfig, accuracy_at_stage, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -579,15 +579,14 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             }
         }
         // Epoch end: validation accuracy with the stage's thoughts, checkpoints.
-        let k = val_data.first().map(|t| cfg.curriculum.eval_thoughts(stage, t.steps.len())).unwrap_or(0);
         let eval_model = model.valid();
         let eval_device = eval_model.device();
-        let acc = accuracy(
+        let (acc, k) = accuracy_at_stage(
             &eval_model,
             &val_items,
             &val_data,
             &cfg.curriculum,
-            k,
+            stage,
             &tok,
             cfg.run.eval_batch_size,
             cfg.run.eval_max_new_tokens,

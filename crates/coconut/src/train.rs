@@ -133,6 +133,41 @@ pub fn accuracy(
     burn::tensor::read_sync(accuracy_async(model, items, data, curriculum, k, tok, batch_size, max_new_tokens, device)).expect("tensor read-back")
 }
 
+/// The validation items of a curriculum stage grouped by the thoughts the official evaluation gives
+/// each (`Curriculum::eval_thoughts`; they differ between items when `pad_latent_to_max = false`):
+/// `k -> item indices`.
+pub fn thought_groups(curriculum: &Curriculum, stage: usize, data: &[Tokenized]) -> std::collections::BTreeMap<usize, Vec<usize>> {
+    let mut groups = std::collections::BTreeMap::<usize, Vec<usize>>::new();
+    for (i, t) in data.iter().enumerate() {
+        groups.entry(curriculum.eval_thoughts(stage, t.steps.len())).or_default().push(i);
+    }
+    groups
+}
+
+/// Answer accuracy at a curriculum stage, each item asked with its own number of thoughts
+/// (`thought_groups`). Returns the accuracy and the largest k used.
+#[allow(clippy::too_many_arguments)]
+pub fn accuracy_at_stage(
+    model: &Gpt2,
+    items: &[Item],
+    data: &[Tokenized],
+    curriculum: &Curriculum,
+    stage: usize,
+    tok: &CoconutTokenizer,
+    batch_size: usize,
+    max_new_tokens: usize,
+    device: &Device,
+) -> (f64, usize) {
+    let groups = thought_groups(curriculum, stage, data);
+    let mut correct = 0.0;
+    for (&k, indices) in &groups {
+        let group_items: Vec<Item> = indices.iter().map(|&i| items[i].clone()).collect();
+        let group_data: Vec<Tokenized> = indices.iter().map(|&i| data[i].clone()).collect();
+        correct += indices.len() as f64 * accuracy(model, &group_items, &group_data, curriculum, k, tok, batch_size, max_new_tokens, device);
+    }
+    (correct / items.len().max(1) as f64, groups.keys().max().copied().unwrap_or(0))
+}
+
 /// `accuracy` with asynchronous read-back (the page's fine-tune).
 #[allow(clippy::too_many_arguments)]
 pub async fn accuracy_async(

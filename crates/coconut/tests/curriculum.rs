@@ -143,3 +143,17 @@ fn tokenized_items_add_newlines_answer_marker_and_eos() {
     assert_eq!(words(&t.steps[0]), "Tom is a wumpus . \n");
     assert_eq!(words(&t.answer), "# # # Tom is a wumpus . <|endoftext|>");
 }
+
+#[test]
+fn validation_asks_each_item_with_its_own_number_of_thoughts() {
+    // Items with 2 and 5 steps at stage 3: the official evaluation gives min(stage, steps) thoughts
+    // without padding to max (GSM8k), the stage's thoughts with it (ProsQA).
+    let with_steps = |n: usize| Tokenized { question: vec![10], steps: vec![vec![20]; n], answer: vec![30] };
+    let data = [with_steps(2), with_steps(5), with_steps(2)];
+    let groups = coconut::train::thought_groups(&cur(Variant::Coconut, 1, false), 3, &data);
+    assert_eq!(groups.into_iter().collect::<Vec<_>>(), vec![(2, vec![0, 2]), (3, vec![1])]);
+    let padded = coconut::train::thought_groups(&cur(Variant::Coconut, 1, true), 3, &data);
+    assert_eq!(padded.into_iter().collect::<Vec<_>>(), vec![(3, vec![0, 1, 2])]);
+    let cot = coconut::train::thought_groups(&cur(Variant::Cot, 1, false), 3, &data);
+    assert_eq!(cot.into_iter().collect::<Vec<_>>(), vec![(0, vec![0, 1, 2])]);
+}
