@@ -37,7 +37,7 @@ fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
     Ok(match name {
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
         "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
-        // The page's quick model (configs/prosqa-page-coconut.toml).
+        // The page models' shape (2 layers, 128 wide).
         "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32),
         // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
         "gpt2" => (Gpt2Config::gpt2_124m(), 8),

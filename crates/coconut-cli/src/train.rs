@@ -636,6 +636,21 @@ mod tests {
     }
 
     #[test]
+    fn every_config_is_described_in_the_readme() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for entry in std::fs::read_dir(root.join("configs")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let stem = name.trim_end_matches(".toml");
+            let sibling = stem.rsplit_once("-search-").map(|(_, v)| format!("`-{v}.toml`"));
+            assert!(
+                readme.contains(&format!("configs/{name}")) || sibling.is_some_and(|s| readme.contains(&s)),
+                "configs/{name} is not described in README.md's config table"
+            );
+        }
+    }
+
+    #[test]
     fn fresh_epochs_draw_new_questions_and_never_validation_ones() {
         let d = DataSection {
             dataset: "prosqa".into(),
