@@ -53,6 +53,19 @@ pub struct ModelSection {
     /// `[1, 2, 3, 4]` makes heads 0..3 attend 1, 2, 3 and 4 tokens back at step 0. Empty = GPT-2's init.
     #[serde(default)]
     pub offset_heads: Vec<usize>,
+    /// How positions enter attention: `learned` (GPT-2's position embedding) or `rope` (rotary: each
+    /// head's queries and keys rotated by their position, so what is learned about "3 tokens back"
+    /// holds at every position and on longer questions). HF imports keep learned positions.
+    #[serde(default)]
+    pub position: PositionKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionKind {
+    #[default]
+    Learned,
+    Rope,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -337,8 +350,19 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
             let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
             let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
             let m = &cfg.model;
-            let config =
-                Gpt2Config { n_positions: m.n_positions, dropout: m.dropout, ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head) };
+            let position = match m.position {
+                PositionKind::Learned => coconut::gpt2::Position::Learned,
+                PositionKind::Rope => coconut::gpt2::Position::Rope,
+            };
+            if position == coconut::gpt2::Position::Rope && (!m.offset_heads.is_empty() || m.position_init != PositionInit::Normal) {
+                bail!("model.offset_heads and model.position_init write into learned positions; they do not apply to model.position = \"rope\"");
+            }
+            let config = Gpt2Config {
+                n_positions: m.n_positions,
+                dropout: m.dropout,
+                position,
+                ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head)
+            };
             device.seed(cfg.run.seed);
             let mut model = config.init(device);
             if m.position_init == PositionInit::Sinusoidal {

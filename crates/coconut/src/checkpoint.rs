@@ -55,8 +55,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Canonical JSON of a config (serde field order) and its hash.
+/// Reads config.json; an option it does not name takes its GPT-2 default (`position = Learned`).
+fn parse_config(bytes: &[u8]) -> Result<Gpt2Config, CheckpointError> {
+    let malformed = |e: serde_json::Error| CheckpointError::Invalid(format!("config.json is malformed: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.entry("position").or_insert_with(|| serde_json::to_value(crate::gpt2::Position::Learned).expect("serialises"));
+    }
+    serde_json::from_value(value).map_err(malformed)
+}
+
+/// Options at their GPT-2 default (`position = Learned`) are left out, so a GPT-2 checkpoint's hash
+/// is the same whether or not its config.json names them.
 pub fn config_hash(config: &Gpt2Config) -> String {
-    sha256_hex(serde_json::to_string(config).expect("config serialises").as_bytes())
+    let json = serde_json::to_string(config).expect("config serialises");
+    let json = match config.position {
+        crate::gpt2::Position::Learned => json.replacen(r#","position":"Learned""#, "", 1),
+        _ => json,
+    };
+    sha256_hex(json.as_bytes())
 }
 
 /// A checkpoint in memory: what the page fetches and what the CLI reads from disk.
@@ -102,7 +119,7 @@ impl Checkpoint {
                 manifest.format_version
             )));
         }
-        let config: Gpt2Config = serde_json::from_slice(config).map_err(|e| CheckpointError::Invalid(format!("config.json is malformed: {e}")))?;
+        let config = parse_config(config)?;
         config.validate().map_err(|e| CheckpointError::Invalid(format!("config.json: {e}")))?;
         if config_hash(&config) != manifest.config_hash {
             return Err(CheckpointError::Invalid(

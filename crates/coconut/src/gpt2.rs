@@ -1,6 +1,8 @@
 //! GPT-2 (Radford et al. 2019) in Burn, written to be read top to bottom.
 //!
 //! x  = wte[ids] + wpe[positions]                       (or caller-given input embeddings + wpe)
+//!                                                      (rotary positions: x = wte[ids], and each
+//!                                                      head's q, k are rotated by their position)
 //! for each block:
 //!     x = x + attn(ln_1(x))                            causal self-attention, KV cache
 //!     x = x + mlp(ln_2(x))                             c_fc -> gelu(tanh) -> c_proj
@@ -38,6 +40,21 @@ pub struct Gpt2Config {
     /// applied: Burn's fused attention has none.
     #[config(default = 0.1)]
     pub dropout: f64,
+    /// How token positions enter the model (GPT-2: learned).
+    #[config(default = "Position::Learned")]
+    pub position: Position,
+}
+
+/// How token positions enter the model.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// GPT-2: a learned embedding per position (`wpe`), added to the input.
+    Learned,
+    /// Rotary (Su et al. 2021): feature pair `(x_f, x_{f+d/2})` of each head's query and key at
+    /// position `p` is rotated by the angle `p·θ_f`, `θ_f = 10000^(−2f/d)`, so a score `q_i·k_j`
+    /// depends on `i − j`, not on where the pair sits: "the token 3 back" is one pattern at every
+    /// position. `wpe` is then a `[1, n_embd]` zero placeholder that the forward does not use.
+    Rope,
 }
 
 impl Gpt2Config {
@@ -68,7 +85,8 @@ impl Gpt2Config {
     pub fn num_params(&self) -> usize {
         let (d, f) = (self.n_embd, self.n_inner);
         let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
-        self.vocab_size * d + self.n_positions * d + self.n_layer * block + 2 * d
+        let positions = if self.position == Position::Learned { self.n_positions * d } else { 0 };
+        self.vocab_size * d + positions + self.n_layer * block + 2 * d
     }
 
     /// Builds a randomly initialised model with GPT-2's initialisation.
@@ -98,10 +116,14 @@ impl Gpt2Config {
             .collect();
         Gpt2 {
             wte: normal(std).init([self.vocab_size, self.n_embd], device),
-            wpe: normal(0.01).init([self.n_positions, self.n_embd], device),
+            wpe: match self.position {
+                Position::Learned => normal(0.01).init([self.n_positions, self.n_embd], device),
+                Position::Rope => Initializer::Zeros.init([1, self.n_embd], device),
+            },
             h: blocks,
             ln_f: ln(),
             dropout: DropoutConfig::new(self.dropout).init(),
+            position: self.position,
         }
     }
 }
@@ -130,6 +152,7 @@ pub fn sinusoidal_positions(n: usize, d: usize, std: f64, device: &Device) -> Te
 /// that peak per frequency. Everything stays trainable. What it is for: a lookup ("Every X is a ?"
 /// → the fact about X in the question) needs such heads before it can form.
 pub fn with_offset_heads(mut model: Gpt2, offsets: &[usize], frequencies: usize, sharpness: f32) -> Gpt2 {
+    assert_eq!(model.position, Position::Learned, "offset heads are written into learned positions");
     let device = model.device();
     let [n_pos, d] = model.wpe.dims();
     let block = &model.h[0];
@@ -195,6 +218,8 @@ pub struct Gpt2 {
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub position: Position,
 }
 
 #[derive(Module, Debug)]
@@ -294,13 +319,16 @@ impl Gpt2 {
         let past = cache.as_ref().map(KvCache::len).unwrap_or(0);
         let mask = attention_mask(key_mask, batch, past, len, &embeds.device());
 
-        let x = embeds + embedding(self.wpe.val(), positions);
+        let (x, rotary) = match self.position {
+            Position::Learned => (embeds + embedding(self.wpe.val(), positions), None),
+            Position::Rope => (embeds, Some(Rotary::new(positions, self.n_embd() / self.h[0].attn.n_head))),
+        };
         let mut x = self.dropout.forward(x);
         let mut layers = Vec::with_capacity(self.h.len());
         let mut past_layers = cache.map(|c| c.layers.into_iter());
         for block in &self.h {
             let past_kv = past_layers.as_mut().and_then(|it| it.next());
-            let (y, kv) = block.forward(x, past_kv, mask.clone());
+            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref());
             x = y;
             layers.push(kv);
         }
@@ -332,8 +360,14 @@ impl Gpt2 {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>, past: Option<(Tensor<4>, Tensor<4>)>, mask: Tensor<4, Bool>) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past, mask);
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        mask: Tensor<4, Bool>,
+        rotary: Option<&Rotary>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past, mask, rotary);
         let x = x + self.dropout.forward(a);
         let m = self.mlp.forward(self.ln_2.forward(x.clone()));
         (x + self.dropout.forward(m), kv)
@@ -342,11 +376,22 @@ impl Block {
 
 impl Attention {
     /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys.
-    fn forward(&self, x: Tensor<3>, past: Option<(Tensor<4>, Tensor<4>)>, mask: Tensor<4, Bool>) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        mask: Tensor<4, Bool>,
+        rotary: Option<&Rotary>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [batch, len, d] = x.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
         let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
         let (q, k, v) = (heads(qkv.next().unwrap()), heads(qkv.next().unwrap()), heads(qkv.next().unwrap()));
+        // Keys are cached rotated: a key's angle depends on its own position only.
+        let (q, k) = match rotary {
+            Some(r) => (r.rotate(q), r.rotate(k)),
+            None => (q, k),
+        };
         let (k, v) = match past {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
@@ -356,6 +401,32 @@ impl Attention {
         let y = attention(q, k.clone(), v.clone(), Some(mask), None, AttentionModuleOptions::default());
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
         (self.c_proj.forward(y), (k, v))
+    }
+}
+
+/// The rotary angles of one forward call's positions: `cos(p·θ_f)`, `sin(p·θ_f)` as
+/// `[batch, 1, len, head_dim/2]` (broadcast over heads).
+struct Rotary {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl Rotary {
+    fn new(positions: Tensor<2, Int>, head_dim: usize) -> Self {
+        let [batch, len] = positions.dims();
+        let half = head_dim / 2;
+        let device = positions.device();
+        let theta: Vec<f32> = (0..half).map(|f| 10000f64.powf(-2.0 * f as f64 / head_dim as f64) as f32).collect();
+        let theta = Tensor::<1>::from_data(TensorData::new(theta, [half]), &device).reshape([1, 1, 1, half]);
+        let angle = positions.float().reshape([batch, 1, len, 1]) * theta;
+        Self { cos: angle.clone().cos(), sin: angle.sin() }
+    }
+
+    /// `(x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin)` on the two halves of the last dimension.
+    fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+        let half = x.dims()[3] / 2;
+        let (x1, x2) = (x.clone().narrow(3, 0, half), x.narrow(3, half, half));
+        Tensor::cat(vec![x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone(), x2 * self.cos.clone() + x1 * self.sin.clone()], 3)
     }
 }
 
@@ -443,6 +514,61 @@ mod tests {
             let n = (len - 8) as f32;
             eprintln!("head {h} (offset {k}): mean weight on i - {k} = {:.3}, argmax for {hits} of {n}", weight / n);
             assert!(weight / n > 0.8 && hits as f32 > 0.95 * n, "head {h} (offset {k}): weight {}, argmax {hits} of {n}", weight / n);
+        }
+    }
+
+    fn hidden(model: &Gpt2, ids: &[i64], first_position: i64, device: &Device) -> Vec<f32> {
+        let len = ids.len();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, len]), device);
+        let positions = Tensor::<1, Int>::arange(first_position..first_position + len as i64, device).unsqueeze::<2>();
+        let out = model.forward(Gpt2Input { embeds: model.embed(ids), positions, key_mask: None, cache: None });
+        out.hidden.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn rotary_positions_make_the_model_depend_on_offsets_only() {
+        let device = Device::flex();
+        device.seed(3);
+        let ids: Vec<i64> = (0..12).map(|i| (i * 5 % 40) as i64).collect();
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let rope = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 2, 32, 4) }.init(&device);
+        let shifted = max_diff(&hidden(&rope, &ids, 0, &device), &hidden(&rope, &ids, 300, &device));
+        assert!(shifted < 1e-4, "rotary: shifting every position by 300 moved the hidden state by {shifted}");
+        let learned = Gpt2Config { dropout: 0.0, ..Gpt2Config::small(40, 2, 32, 4) }.init(&device);
+        let shifted = max_diff(&hidden(&learned, &ids, 0, &device), &hidden(&learned, &ids, 300, &device));
+        assert!(shifted > 1e-3, "learned positions do depend on where the sequence sits ({shifted})");
+        assert_eq!(rope.wpe.dims(), [1, 32], "no position table with rotary positions");
+        assert_eq!(Gpt2Config { position: Position::Rope, ..Gpt2Config::small(40, 2, 32, 4) }.num_params(), rope.num_params() - 32);
+    }
+
+    #[test]
+    fn rotary_rotation_matches_hand_computed_values() {
+        // head_dim 4: θ = (1, 10000^(-1/2) = 0.01); feature pairs (0, 2) and (1, 3).
+        let device = Device::flex();
+        let r = Rotary::new(Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2], [1, 2]), &device), 4);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1f32, 2., 3., 4., 1., 2., 3., 4.], [1, 1, 2, 4]), &device);
+        let y: Vec<f32> = r.rotate(x).into_data().try_to_vec::<f32>().unwrap();
+        let (c0, s0, c1, s1) = (2f32.cos(), 2f32.sin(), 0.02f32.cos(), 0.02f32.sin());
+        let want = [1., 2., 3., 4., 1. * c0 - 3. * s0, 2. * c1 - 4. * s1, 3. * c0 + 1. * s0, 4. * c1 + 2. * s1];
+        for (got, want) in y.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{y:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn rotary_kv_cache_gives_the_full_pass_values() {
+        let device = Device::flex();
+        device.seed(4);
+        let model = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 2, 32, 4) }.init(&device);
+        let ids: Vec<i64> = (0..10).map(|i| (i * 7 % 40) as i64).collect();
+        let full = hidden(&model, &ids, 0, &device);
+        let tensor = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [1, v.len()]), &device);
+        let mut out = model.forward(Gpt2Input { embeds: model.embed(tensor(ids[..6].to_vec())), positions: tensor((0..6).collect()), key_mask: None, cache: None });
+        for (i, &id) in ids.iter().enumerate().skip(6) {
+            out = model.forward(Gpt2Input { embeds: model.embed(tensor(vec![id])), positions: tensor(vec![i as i64]), key_mask: None, cache: Some(out.cache) });
+            let step: Vec<f32> = out.hidden.clone().into_data().try_to_vec::<f32>().unwrap();
+            let diff = step.iter().zip(&full[i * 32..(i + 1) * 32]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-4, "position {i}: cached {diff} off the full pass");
         }
     }
 }

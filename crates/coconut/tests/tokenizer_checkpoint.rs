@@ -112,3 +112,27 @@ fn saving_over_a_checkpoint_replaces_it_whole() {
     assert_eq!(names.len(), 1, "no temporary or old directory is left behind: {names:?}");
     assert!(Checkpoint::load(&dir).is_ok());
 }
+
+#[test]
+fn checkpoints_record_their_positions_and_gpt2_ones_load_without_naming_them() {
+    // The shipped page models' config.json names no `position`: they load as GPT-2 (learned).
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../static/models/prosqa-cot");
+    assert!(!std::fs::read_to_string(shipped.join("config.json")).unwrap().contains("position\""));
+    let ckpt = Checkpoint::load(&shipped).unwrap();
+    assert_eq!(ckpt.config.position, coconut::gpt2::Position::Learned);
+    ckpt.model(&Device::flex()).unwrap();
+    // A rotary model round-trips with its positions and its outputs.
+    let device = Device::flex();
+    device.seed(5);
+    let config = Gpt2Config { dropout: 0.0, position: coconut::gpt2::Position::Rope, ..Gpt2Config::small(word_level().vocab_size(), 1, 32, 2) };
+    let model = config.init(&device);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 5, 7, 9], [1, 4]), &device);
+    let before: Vec<f32> = model.forward_ids(ids.clone()).0.into_data().try_to_vec().unwrap();
+    let dir = std::env::temp_dir().join(format!("coconut-ckpt-rope-{}", std::process::id()));
+    Checkpoint::from_model(model, &config, word_level(), "test").unwrap().save(&dir).unwrap();
+    let loaded = Checkpoint::load(&dir).unwrap();
+    assert_eq!(loaded.config.position, coconut::gpt2::Position::Rope);
+    let after: Vec<f32> = loaded.model(&device).unwrap().forward_ids(ids).0.into_data().try_to_vec().unwrap();
+    assert_eq!(before, after);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
