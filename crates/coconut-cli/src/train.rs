@@ -49,7 +49,8 @@ pub struct ModelSection {
     /// "the token two back", exists from the first step). The architecture is GPT-2's either way.
     #[serde(default)]
     pub position_init: PositionInit,
-    /// Offsets of first-layer heads that start out as position heads (`coconut::gpt2::with_offset_heads`):
+    /// Offsets of first-layer heads that start out as position heads (`coconut::gpt2::with_offset_heads`,
+    /// `with_rotary_offset_heads` with rotary positions):
     /// `[1, 2, 3, 4]` makes heads 0..3 attend 1, 2, 3 and 4 tokens back at step 0. Empty = GPT-2's init.
     #[serde(default)]
     pub offset_heads: Vec<usize>,
@@ -354,8 +355,8 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
                 PositionKind::Learned => coconut::gpt2::Position::Learned,
                 PositionKind::Rope => coconut::gpt2::Position::Rope,
             };
-            if position == coconut::gpt2::Position::Rope && (!m.offset_heads.is_empty() || m.position_init != PositionInit::Normal) {
-                bail!("model.offset_heads and model.position_init write into learned positions; they do not apply to model.position = \"rope\"");
+            if position == coconut::gpt2::Position::Rope && m.position_init != PositionInit::Normal {
+                bail!("model.position_init sets learned positions; it does not apply to model.position = \"rope\"");
             }
             let config = Gpt2Config {
                 n_positions: m.n_positions,
@@ -373,7 +374,10 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
                 if m.offset_heads.len() > m.n_head || head_dim < 16 {
                     bail!("model.offset_heads: {} offset heads need as many heads (n_head = {}) of at least 16 features (have {head_dim})", m.offset_heads.len(), m.n_head);
                 }
-                model = coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0);
+                model = match position {
+                    coconut::gpt2::Position::Learned => coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0),
+                    coconut::gpt2::Position::Rope => coconut::gpt2::with_rotary_offset_heads(model, &m.offset_heads, 10.0),
+                };
             }
             Ok((config, model, tok))
         }

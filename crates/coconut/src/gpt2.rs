@@ -209,6 +209,44 @@ pub fn with_offset_heads(mut model: Gpt2, offsets: &[usize], frequencies: usize,
     model
 }
 
+/// Offset heads for rotary attention (an initial value, like [`with_offset_heads`]): head `h` of
+/// the first layer starts with a query and a key that do not depend on the input (zero weights,
+/// constant biases), the query's feature pair `f` turned back by `offsets[h]·θ_f`, so after the
+/// rotation `q_i·k_j ∝ Σ_f cos((i − j − offsets[h])·θ_f)`: the head attends `offsets[h]` tokens
+/// back, at every position. `sharpness` is the attention logit of that peak per feature pair.
+pub fn with_rotary_offset_heads(mut model: Gpt2, offsets: &[usize], sharpness: f32) -> Gpt2 {
+    assert_eq!(model.position, Position::Rope, "rotary offset heads need model.position = rope");
+    let device = model.device();
+    let attn = &model.h[0].attn;
+    let (n_head, d) = (attn.n_head, model.n_embd());
+    let (hd, half) = (d / n_head, d / n_head / 2);
+    assert!(offsets.len() <= n_head, "{} offset heads but {n_head} heads", offsets.len());
+    let host = |t: Tensor<2>| -> Vec<f32> { t.into_data().try_to_vec::<f32>().expect("f32 weights") };
+    let mut w = host(attn.c_attn.weight.val());
+    let mut b: Vec<f32> = attn.c_attn.bias.as_ref().expect("GPT-2 linears have biases").val().into_data().try_to_vec::<f32>().expect("f32");
+    let beta = (sharpness as f64 * (hd as f64).sqrt()).sqrt();
+    let cols = 3 * d;
+    for (h, &k) in offsets.iter().enumerate() {
+        let (q0, k0) = (h * hd, d + h * hd);
+        for row in 0..d {
+            w[row * cols + q0..row * cols + q0 + hd].fill(0.0);
+            w[row * cols + k0..row * cols + k0 + hd].fill(0.0);
+        }
+        for f in 0..half {
+            let angle = k as f64 * 10000f64.powf(-2.0 * f as f64 / hd as f64);
+            // q = β (cos kθ, −sin kθ), k = β (1, 0) on the pair (f, f + half).
+            b[q0 + f] = (beta * angle.cos()) as f32;
+            b[q0 + half + f] = (-beta * angle.sin()) as f32;
+            b[k0 + f] = beta as f32;
+            b[k0 + half + f] = 0.0;
+        }
+    }
+    let attn = &mut model.h[0].attn;
+    attn.c_attn.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [d, cols]), &device));
+    attn.c_attn.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [cols]), &device)));
+    model
+}
+
 #[derive(Module, Debug)]
 pub struct Gpt2 {
     /// Token embedding `[vocab, d]`, also the LM head.
@@ -569,6 +607,41 @@ mod tests {
             let step: Vec<f32> = out.hidden.clone().into_data().try_to_vec::<f32>().unwrap();
             let diff = step.iter().zip(&full[i * 32..(i + 1) * 32]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff < 1e-4, "position {i}: cached {diff} off the full pass");
+        }
+    }
+
+    #[test]
+    fn rotary_offset_heads_start_out_attending_to_their_offsets() {
+        let device = Device::flex();
+        device.seed(2);
+        let config = Gpt2Config { dropout: 0.0, position: Position::Rope, n_positions: 256, ..Gpt2Config::small(40, 2, 128, 8) };
+        let offsets = [1, 2, 3, 4];
+        let model = with_rotary_offset_heads(config.init(&device), &offsets, 10.0);
+        let len = 200;
+        let ids: Vec<i64> = (0..len).map(|i| (i * 7 % 40) as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
+        let pos = Tensor::<2, Int>::from_data(TensorData::new((0..len as i64).collect::<Vec<_>>(), [1, len]), &device);
+        let hd = 16;
+        let attn = &model.h[0].attn;
+        let heads = |t: Tensor<3>| t.reshape([1, len, 8, hd]).swap_dims(1, 2);
+        let mut qkv = attn.c_attn.forward(model.h[0].ln_1.forward(model.embed(ids))).chunk(3, 2).into_iter();
+        let rotary = Rotary::new(pos, hd);
+        let q: Vec<f32> = rotary.rotate(heads(qkv.next().unwrap())).into_data().try_to_vec().unwrap();
+        let k: Vec<f32> = rotary.rotate(heads(qkv.next().unwrap())).into_data().try_to_vec().unwrap();
+        for (h, &off) in offsets.iter().enumerate() {
+            let (mut weight, mut hits) = (0.0f32, 0);
+            for i in 8..len {
+                let qi = &q[(h * len + i) * hd..(h * len + i + 1) * hd];
+                let scores: Vec<f32> =
+                    (0..=i).map(|j| qi.iter().zip(&k[(h * len + j) * hd..(h * len + j + 1) * hd]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt()).collect();
+                let max = scores.iter().copied().fold(f32::MIN, f32::max);
+                let z: f32 = scores.iter().map(|s| (s - max).exp()).sum();
+                weight += (scores[i - off] - max).exp() / z;
+                hits += usize::from(scores[i - off] == max);
+            }
+            let n = (len - 8) as f32;
+            eprintln!("rotary head {h} (offset {off}): mean weight on i - {off} = {:.3}, argmax for {hits} of {n}", weight / n);
+            assert!(weight / n > 0.8 && hits as f32 > 0.95 * n, "head {h} (offset {off}): weight {}, argmax {hits} of {n}", weight / n);
         }
     }
 }
