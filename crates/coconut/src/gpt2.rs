@@ -537,13 +537,20 @@ mod tests {
         let x = model.embed(ids) + embedding(model.wpe.val(), pos);
         let qkv: Vec<f32> = model.h[0].attn.c_attn.forward(model.h[0].ln_1.forward(x)).into_data().try_to_vec::<f32>().unwrap();
         let (d, hd) = (128, 32);
+        let query = |h: usize, i: usize| &qkv[i * 3 * d + h * hd..i * 3 * d + (h + 1) * hd];
+        let key = |h: usize, j: usize| &qkv[j * 3 * d + d + h * hd..j * 3 * d + d + (h + 1) * hd];
+        assert_heads_attend_to_offsets(&offsets, len, query, key);
+    }
+
+    /// Head `h` of layer 0 (query/key of position `i` from `query(h, i)`, `key(h, i)`) puts > 80% of
+    /// its softmax weight on `i − offsets[h]`, and it is the argmax at > 95% of positions.
+    fn assert_heads_attend_to_offsets<'a>(offsets: &[usize], len: usize, query: impl Fn(usize, usize) -> &'a [f32], key: impl Fn(usize, usize) -> &'a [f32]) {
         for (h, &k) in offsets.iter().enumerate() {
-            // Mean softmax weight on i - k, and how often it is the argmax.
             let (mut weight, mut hits) = (0.0f32, 0);
             for i in 8..len {
-                let q = &qkv[i * 3 * d + h * hd..i * 3 * d + (h + 1) * hd];
-                let scores: Vec<f32> =
-                    (0..=i).map(|j| q.iter().zip(&qkv[j * 3 * d + d + h * hd..]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt()).collect();
+                let q = query(h, i);
+                let scale = (q.len() as f32).sqrt();
+                let scores: Vec<f32> = (0..=i).map(|j| q.iter().zip(key(h, j)).map(|(a, b)| a * b).sum::<f32>() / scale).collect();
                 let max = scores.iter().copied().fold(f32::MIN, f32::max);
                 let z: f32 = scores.iter().map(|s| (s - max).exp()).sum();
                 weight += (scores[i - k] - max).exp() / z;
@@ -628,20 +635,7 @@ mod tests {
         let rotary = Rotary::new(pos, hd);
         let q: Vec<f32> = rotary.rotate(heads(qkv.next().unwrap())).into_data().try_to_vec().unwrap();
         let k: Vec<f32> = rotary.rotate(heads(qkv.next().unwrap())).into_data().try_to_vec().unwrap();
-        for (h, &off) in offsets.iter().enumerate() {
-            let (mut weight, mut hits) = (0.0f32, 0);
-            for i in 8..len {
-                let qi = &q[(h * len + i) * hd..(h * len + i + 1) * hd];
-                let scores: Vec<f32> =
-                    (0..=i).map(|j| qi.iter().zip(&k[(h * len + j) * hd..(h * len + j + 1) * hd]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt()).collect();
-                let max = scores.iter().copied().fold(f32::MIN, f32::max);
-                let z: f32 = scores.iter().map(|s| (s - max).exp()).sum();
-                weight += (scores[i - off] - max).exp() / z;
-                hits += usize::from(scores[i - off] == max);
-            }
-            let n = (len - 8) as f32;
-            eprintln!("rotary head {h} (offset {off}): mean weight on i - {off} = {:.3}, argmax for {hits} of {n}", weight / n);
-            assert!(weight / n > 0.8 && hits as f32 > 0.95 * n, "head {h} (offset {off}): weight {}, argmax {hits} of {n}", weight / n);
-        }
+        let at = |h: usize, i: usize| (h * len + i) * hd..(h * len + i + 1) * hd;
+        assert_heads_attend_to_offsets(&offsets, len, |h, i| &q[at(h, i)], |h, j| &k[at(h, j)]);
     }
 }
