@@ -300,7 +300,7 @@ fn validate(text: &str, tok: Option<&TokenizerHandle>) -> Validation {
 }
 
 fn random_question(seed: u64) -> Option<coconut::data::Item> {
-    prosqa::generate(1, seed, &prosqa::GenConfig::default(), &HashSet::new()).into_iter().next()
+    prosqa::generate(1, seed, &prosqa::GenConfig::default(), &HashSet::new()).ok()?.into_iter().next()
 }
 
 async fn fetch_examples() -> Result<Vec<Example>, String> {
@@ -333,7 +333,7 @@ pub fn app() -> Html {
         });
     }
     let valid = validate(&question, page.tokenizer.as_deref());
-    let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(6);
+    let max_k = page.model.as_ref().map(|m| m.max_thoughts).unwrap_or(coconut::checkpoint::DEFAULT_THOUGHTS);
     let can_ask = page.model.is_some() && page.asking.is_none() && valid.unknown.is_empty() && valid.parse.is_ok();
     let mode_now = page.effective_mode(&mode);
     // The mode box shows the mode a question will use (a CoT-trained model always answers in CoT);

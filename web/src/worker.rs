@@ -119,7 +119,11 @@ fn handle(state: Rc<State>, msg: ToWorker) {
                 ToWorker::LoadFiles { manifest, config, tokenizer, weights } => {
                     let result = Checkpoint::from_parts(manifest.as_bytes(), config.as_bytes(), tokenizer.as_bytes(), weights)
                         .map_err(|e| format!("this checkpoint cannot be used: {e}"))
-                        .and_then(|ckpt| install(&s, ckpt, "coconut", 6, "your checkpoint", false));
+                        .and_then(|ckpt| {
+                            // Asked the way it was trained, when its manifest says (else Coconut, 6 thoughts).
+                            let (method, k, _) = ckpt.asked_as(None, None);
+                            install(&s, ckpt, &method, k, "your checkpoint", false)
+                        });
                     if let Err(message) = result {
                         s.post(&FromWorker::LoadFailed { message });
                     }
@@ -279,7 +283,7 @@ async fn fine_tune(s: &State, st: FineTuneSettings) -> Result<(), String> {
     let tok = &loaded.ckpt.tokenizer;
     let heldout_n = st.heldout;
     let train_n = (st.steps_per_stage * st.batch_size).clamp(st.batch_size, 4000);
-    let all = prosqa::generate(train_n + heldout_n, st.seed, &prosqa::GenConfig::default(), &Default::default());
+    let all = prosqa::generate(train_n + heldout_n, st.seed, &prosqa::GenConfig::default(), &Default::default())?;
     let (train_items, heldout) = all.split_at(train_n);
     let train = tokenize_items(train_items, tok).map_err(|e| format!("generated questions do not fit this model's vocabulary: {e}"))?;
     let heldout_tok = tokenize_items(heldout, tok)?;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::infer::load_items;
 
 const STAGES: [usize; 3] = [0, 3, 6];
-const K: usize = 6;
+const K: usize = coconut::checkpoint::DEFAULT_THOUGHTS;
 
 pub struct BenchArgs {
     pub config: String,
@@ -116,7 +116,7 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
     let mut train_gflops = serde_json::Map::new();
     // Training batches: generated questions (never the official sets), one batch per stage.
-    let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default());
+    let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default()).map_err(anyhow::Error::msg)?;
     let data: Vec<Tokenized> = coconut::train::tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
     let mut train = serde_json::Map::new();
     let mut ref_train = serde_json::Map::new();

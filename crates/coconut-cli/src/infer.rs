@@ -8,7 +8,7 @@ use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant};
 use coconut::data::{self, Item};
 use coconut::eval::{PathCategory, answer_correct, path_category};
-use coconut::generate::{generate, generate_reference};
+use coconut::generate::{check_positions, generate, generate_reference};
 use coconut::{Checkpoint, CoconutTokenizer, Gpt2};
 use serde_json::{Value, json};
 
@@ -20,32 +20,50 @@ pub struct Model {
     /// Decode like the official code (batch 1, the whole sequence re-run for every token) instead
     /// of batched with a KV cache: for checking and timing against it.
     pub reference_decoding: bool,
+    /// The thoughts to ask with (`--k`, else the checkpoint's trained k).
+    pub k: usize,
 }
 
 impl Model {
-    pub fn load(dir: &Path, method: &str, device: Device) -> Result<Self> {
+    /// `method`/`k` override what the checkpoint's manifest says it was trained for.
+    pub fn load(dir: &Path, method: Option<&str>, k: Option<usize>, device: Device) -> Result<Self> {
         let ckpt = Checkpoint::load(dir)?;
         let model = ckpt.model(&device)?;
-        let variant = Variant::parse(method).map_err(anyhow::Error::msg)?;
-        Ok(Self { ckpt, model, curriculum: Curriculum { variant, ..Curriculum::default() }, device, reference_decoding: false })
+        let (method, k, defaulted) = ckpt.asked_as(method, k);
+        if defaulted && ckpt.manifest.trained_for.is_none() {
+            eprintln!("note: {} does not record what it was trained for: asked as {method} with k = {k} (--method, --k)", dir.display());
+        }
+        let variant = Variant::parse(&method).map_err(anyhow::Error::msg)?;
+        Ok(Self { ckpt, model, curriculum: Curriculum { variant, ..Curriculum::default() }, device, reference_decoding: false, k })
+    }
+
+    /// Every question's prompt with `k` thoughts, each tokenized and checked against the model's
+    /// positions (with `max_new_tokens` to generate) before any compute; errors name the question
+    /// by its index.
+    pub fn prompts(&self, questions: &[&str], k: usize, max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
+        let n_positions = self.ckpt.config.n_positions;
+        questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let t = Tokenized::question(q, self.tok()).with_context(|| format!("question #{i}"))?;
+                check_positions(self.curriculum.prompt_len(t.question.len(), k), max_new_tokens, n_positions)
+                    .map_err(|e| anyhow::anyhow!("question #{i}: {e}"))?;
+                Ok(self.curriculum.prompt(&t, k, self.tok().special))
+            })
+            .collect()
     }
 
     fn tok(&self) -> &CoconutTokenizer {
         &self.ckpt.tokenizer
     }
 
-    /// Decoded outputs of `questions` after `k` thoughts, batched.
+    /// Decoded outputs of `questions` after `k` thoughts, batched. Every question is tokenized
+    /// and checked against the model's positions before any compute; errors name it by its index.
     pub fn answer(&self, questions: &[&str], k: usize, max_new_tokens: usize, batch_size: usize) -> Result<Vec<(String, Vec<u32>)>> {
+        let prompts = self.prompts(questions, k, max_new_tokens)?;
         let mut outs = Vec::with_capacity(questions.len());
-        for chunk in questions.chunks(batch_size.max(1)) {
-            let prompts = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, q)| {
-                    let t = Tokenized::question(q, self.tok()).with_context(|| format!("question {i}"))?;
-                    Ok(self.curriculum.prompt(&t, k, self.tok().special))
-                })
-                .collect::<Result<Vec<_>>>()?;
+        for prompts in prompts.chunks(batch_size.max(1)) {
             let tokens: Vec<Vec<u32>> = if self.reference_decoding {
                 anyhow::ensure!(self.curriculum.variant.feeds_back(), "reference decoding is for methods that feed thoughts back");
                 prompts.iter().map(|p| generate_reference(&self.model, p, self.tok().special, max_new_tokens, &self.device)).collect()
@@ -61,6 +79,7 @@ impl Model {
 
 /// One evaluation report, the interface other checks read.
 pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batch_size: usize) -> Result<Value> {
+    anyhow::ensure!(!items.is_empty(), "no questions to evaluate (the data file is an empty list)");
     let questions: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
     let t0 = std::time::Instant::now();
     let outs = m.answer(&questions, k, max_new_tokens, batch_size)?;
@@ -96,6 +115,9 @@ pub fn sweep(
     max_new_tokens: usize,
     batch_size: usize,
 ) -> Result<(Vec<Value>, String, String)> {
+    anyhow::ensure!(!ks.is_empty(), "--k-sweep {}..{}: the first k is above the last", ks.start(), ks.end());
+    // The largest k must fit every question before the first k is computed.
+    m.prompts(&items.iter().map(|i| i.question.as_str()).collect::<Vec<_>>(), *ks.end(), max_new_tokens)?;
     let reports = ks.map(|k| evaluate(m, items, k, max_new_tokens, batch_size)).collect::<Result<Vec<_>>>()?;
     let mut table = String::from(
         "| k | accuracy | correct path | longer path | hallucination | wrong target | correct label | incorrect label |\n|---|---|---|---|---|---|---|---|\n",

@@ -45,8 +45,12 @@ struct Cli {
     /// backend N workers share the CPU. Default: one worker per core on a CPU backend (each with one
     /// thread unless RAYON_NUM_THREADS says otherwise), one device on a GPU backend. With dropout,
     /// only `--devices 1` is bit-reproducible.
-    #[arg(long, global = true)]
-    devices: Option<usize>,
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    devices: Option<u16>,
+    /// Where the official ProsQA sets are (prosqa_valid.json, prosqa_test.json): generated
+    /// questions (`train`, `data prosqa`) are never one of theirs. Missing: a warning.
+    #[arg(long, global = true, default_value = "../shared/prosqa")]
+    official_data: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,7 +63,7 @@ enum Command {
         /// The HF directory (e.g. a download of openai-community/gpt2).
         #[arg(long)]
         hf_dir: PathBuf,
-        /// Checkpoint directory to write (replaced atomically).
+        /// Checkpoint directory to write: new, empty, or a checkpoint (replaced atomically).
         #[arg(long)]
         out: PathBuf,
     },
@@ -96,9 +100,18 @@ enum Command {
         /// Output directory (default: runs/<config name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Continue the run in DIR from its last checkpoint (its own config.toml is used).
-        #[arg(long, conflicts_with = "out")]
+        /// Continue the run in DIR from its last checkpoint (its own config.toml is used, and
+        /// refused when it differs from the one the checkpoint was trained with).
+        #[arg(long, conflicts_with_all = ["out", "overwrite"])]
         resume: Option<PathBuf>,
+        /// Replace the training run `--out` already holds (its config.toml, metrics.jsonl, last/
+        /// and best/; nothing else in it), once the new run's inputs are validated.
+        #[arg(long)]
+        overwrite: bool,
+        /// With `--resume`: accept a config.toml that differs from the checkpoint's (the changed
+        /// keys are listed; the batch size may change only at an epoch end).
+        #[arg(long, requires = "resume")]
+        allow_config_change: bool,
     },
     /// Batched greedy decoding after k continuous thoughts (KV-cached).
     Generate {
@@ -107,13 +120,15 @@ enum Command {
         /// A question (repeat the flag for a batch).
         #[arg(long, required = true)]
         question: Vec<String>,
-        /// Continuous thoughts before switching to language (any k, independent of training).
-        #[arg(long, default_value_t = 6)]
-        k: usize,
-        /// coconut | cot | no-cot | no-thought | pause-as-thought | pause-token | no-curriculum.
-        #[arg(long, default_value = "coconut")]
-        method: String,
-        #[arg(long, default_value_t = 64)]
+        /// Continuous thoughts before switching to language (any k up to the model's positions;
+        /// default: the k the checkpoint was trained for, else 6).
+        #[arg(long)]
+        k: Option<usize>,
+        /// coconut | cot | no-cot | no-thought | pause-as-thought | pause-token | no-curriculum
+        /// (default: the method the checkpoint was trained with, else coconut).
+        #[arg(long)]
+        method: Option<String>,
+        #[arg(long, default_value_t = 64, value_parser = positive)]
         max_new_tokens: usize,
         /// Print JSON ({"answer", "text"} per question) instead of text.
         #[arg(long)]
@@ -125,19 +140,21 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value_t = 6)]
-        k: usize,
-        #[arg(long, default_value = "coconut")]
-        method: String,
+        /// Thoughts (default: the k the checkpoint was trained for, else 6).
+        #[arg(long)]
+        k: Option<usize>,
+        /// The method to ask with (default: the one the checkpoint was trained with, else coconut).
+        #[arg(long)]
+        method: Option<String>,
         /// Write the JSON report here (the sweep's: FILE, FILE.md table, FILE.svg chart).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Evaluate k = A..B (inclusive) instead of one k.
         #[arg(long)]
         k_sweep: Option<String>,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = positive)]
         batch_size: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = positive)]
         max_new_tokens: usize,
         /// `cached` (batched, KV cache) or `reference` (the official style: batch 1, the whole
         /// sequence re-run per token), to check and time one against the other.
@@ -151,8 +168,9 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         question: String,
-        #[arg(long, default_value_t = 6)]
-        k: usize,
+        /// Thoughts (default: the k the checkpoint was trained for, else 6).
+        #[arg(long)]
+        k: Option<usize>,
         /// Write the JSON here (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -178,13 +196,13 @@ enum Command {
         #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
         reference_device: String,
         /// Training batch size (default: 32 for small/page, 8 for gpt2).
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         batch_size: Option<usize>,
         /// Timed optimizer steps per stage (after one warm-up step).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = positive)]
         train_steps: usize,
         /// Official test questions timed at batch 1.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = positive)]
         questions: usize,
         #[arg(long, default_value = "../shared/prosqa/prosqa_test.json")]
         test_file: PathBuf,
@@ -196,20 +214,20 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// The method the checkpoint was trained with (coconut, cot, ...).
-        #[arg(long, default_value = "coconut")]
-        method: String,
-        /// Most thoughts the page offers.
-        #[arg(long, default_value_t = 6)]
-        max_thoughts: usize,
+        /// The method the page asks with (default: the one the checkpoint was trained with, else coconut).
+        #[arg(long)]
+        method: Option<String>,
+        /// Most thoughts the page offers (default: the k the checkpoint was trained for, else 6).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=64))]
+        max_thoughts: Option<u16>,
     },
 }
 
 /// How many questions, from which seed, into which file.
 #[derive(clap::Args)]
 struct GenArgs {
-    /// Number of questions.
-    #[arg(long)]
+    /// Number of questions (held in memory: about 7 KB each).
+    #[arg(long, value_parser = positive)]
     n: usize,
     /// Random seed: the same (n, seed) always writes the same file.
     #[arg(long, default_value_t = 0)]
@@ -225,8 +243,9 @@ enum DataCommand {
     Prosqa {
         #[command(flatten)]
         gen_args: GenArgs,
-        /// Official sets whose questions are never emitted (missing files: a warning).
-        #[arg(long, num_args = 1.., default_values = ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"])]
+        /// Files whose questions are never emitted (default: the official sets in --official-data;
+        /// missing files: a warning).
+        #[arg(long, num_args = 1..)]
         exclude: Vec<PathBuf>,
         /// Nodes per graph, MIN-MAX (the official size is 21-26; smaller graphs are what the
         /// trainer's `data.graph_warmup` starts from).
@@ -264,7 +283,11 @@ enum DataCommand {
 
 fn main() -> ExitCode {
     tune_allocator();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Ok(kind) = BackendKind::parse(&cli.backend) {
+        kind.make_default();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -276,10 +299,10 @@ fn main() -> ExitCode {
 /// The devices a training run uses: `--devices N`, else one worker per core on a CPU backend
 /// (two 1-thread workers train ~1.25x faster than one 2-thread worker here: docs/experiments.md),
 /// else one device.
-fn training_devices(cli_backend: &str, devices: Option<usize>) -> Result<Vec<burn::prelude::Device>> {
+fn training_devices(cli_backend: &str, devices: Option<u16>) -> Result<Vec<burn::prelude::Device>> {
     let kind = BackendKind::parse(cli_backend).map_err(anyhow::Error::msg)?;
     let cpu = matches!(kind, BackendKind::Flex | BackendKind::Ndarray);
-    let n = devices.unwrap_or_else(|| if cpu { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
+    let n = devices.map(usize::from).unwrap_or_else(|| if cpu { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
     if cpu && n > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: no other thread exists yet (the workers and the rayon pool start in `train`).
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
@@ -290,7 +313,7 @@ fn training_devices(cli_backend: &str, devices: Option<usize>) -> Result<Vec<bur
 /// `cargo run --release`: trains the default config into runs/<name>/, resuming that run when it
 /// has a checkpoint, else the committed copy in checkpoints/<name>/ (copied into runs/ first),
 /// else from scratch.
-fn default_run(cli_backend: &str, devices: Option<usize>) -> Result<()> {
+fn default_run(cli_backend: &str, devices: Option<u16>, official_data: &std::path::Path) -> Result<()> {
     let config = PathBuf::from(DEFAULT_CONFIG);
     let out = default_out(&config);
     let committed = PathBuf::from(COMMITTED_RUNS).join(config.file_stem().unwrap_or_default());
@@ -300,7 +323,8 @@ fn default_run(cli_backend: &str, devices: Option<usize>) -> Result<()> {
         copy_dir(&committed, &out)?;
     }
     let resume = resumable(&out).then(|| out.clone());
-    train::train(&config, &out, resume.as_deref(), training_devices(cli_backend, devices)?)
+    let run = train::RunArgs { config, out, resume, overwrite: false, allow_config_change: false, official_data: official_data.to_path_buf() };
+    train::train(&run, training_devices(cli_backend, devices)?)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
@@ -325,12 +349,20 @@ fn device(cli_backend: &str) -> Result<burn::prelude::Device> {
 fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
         print_default_plan();
-        return default_run(&cli.backend, cli.devices);
+        return default_run(&cli.backend, cli.devices, &cli.official_data);
     };
     match command {
         Command::ImportHf { hf_dir, out } => {
             let device = device(&cli.backend)?;
             let (config, model, tokenizer) = hf::load_hf_dir(&hf_dir, &device).with_context(|| format!("importing {}", hf_dir.display()))?;
+            let foreign = foreign_files(&out, &checkpoint_files(&out))?;
+            if !foreign.is_empty() {
+                bail!(
+                    "--out {} holds files that are not a checkpoint's ({}): choose a new or empty directory (nothing was changed)",
+                    out.display(),
+                    foreign.join(", ")
+                );
+            }
             let ckpt = Checkpoint::from_model(model, &config, tokenizer, &format!("coconut import-hf --hf-dir {}", hf_dir.display()))?;
             ckpt.save(&out)?;
             eprintln!(
@@ -347,6 +379,7 @@ fn run(cli: Cli) -> Result<()> {
             let ckpt = Checkpoint::load(&checkpoint)?;
             let model = ckpt.model(&device)?;
             let tokens = ckpt.tokenizer.encode(&text)?;
+            coconut::generate::check_positions(tokens.len(), 0, ckpt.config.n_positions).map_err(|e| anyhow::anyhow!("--text: {e}"))?;
             let logprobs = score::token_logprobs(&model, &tokens, &device).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::json!({ "tokens": tokens, "logprobs": logprobs }));
         }
@@ -372,24 +405,27 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", b.name());
             }
         }
-        Command::Data { command } => data_command(command)?,
+        Command::Data { command } => data_command(command, &cli.official_data)?,
         Command::Analyze { checkpoint, question, k, out } => {
             let device = device(&cli.backend)?;
             let ckpt = Checkpoint::load(&checkpoint)?;
             let model = ckpt.model(&device)?;
-            let a = coconut::analyze::analyze(&model, &ckpt.tokenizer, &question, k, &device).map_err(anyhow::Error::msg)?;
+            let (_, k, _) = ckpt.asked_as(None, k);
+            let a = coconut::analyze::analyze(&model, &ckpt.tokenizer, &question, k, ckpt.config.n_positions, &device).map_err(anyhow::Error::msg)?;
             let json = serde_json::to_string(&a)?;
             match out {
                 Some(p) => write_atomic(&p, json.as_bytes())?,
                 None => println!("{json}"),
             }
         }
-        Command::Train { config, out, resume } => {
+        Command::Train { config, out, resume, overwrite, allow_config_change } => {
             let out = out.unwrap_or_else(|| default_out(&config));
-            train::train(&config, &out, resume.as_deref(), training_devices(&cli.backend, cli.devices)?)?;
+            let run = train::RunArgs { config, out, resume, overwrite, allow_config_change, official_data: cli.official_data };
+            train::train(&run, training_devices(&cli.backend, cli.devices)?)?;
         }
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
-            let m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+            let m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
+            let k = m.k;
             let questions: Vec<&str> = question.iter().map(String::as_str).collect();
             for (text, tokens) in m.answer(&questions, k, max_new_tokens, 64)? {
                 if json {
@@ -400,21 +436,23 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens, decoding } => {
-            let mut m = infer::Model::load(&checkpoint, &method, device(&cli.backend)?)?;
+            let mut m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
+            let k = m.k;
             m.reference_decoding = match decoding.as_str() {
                 "cached" => false,
                 "reference" => true,
                 other => bail!("--decoding is `cached` or `reference`, not `{other}`"),
             };
             let items = infer::load_items(&data)?;
+            let in_data = || data.display().to_string();
             let report = match k_sweep {
-                None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size)?,
+                None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size).with_context(in_data)?,
                 Some(range) => {
                     let (a, b) = range
                         .split_once("..")
                         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                         .context("--k-sweep takes A..B, e.g. 0..6")?;
-                    let (reports, table, svg) = infer::sweep(&m, &items, a..=b, max_new_tokens, batch_size)?;
+                    let (reports, table, svg) = infer::sweep(&m, &items, a..=b, max_new_tokens, batch_size).with_context(in_data)?;
                     println!("{table}");
                     if let Some(out) = &out {
                         std::fs::write(out.with_extension("md"), &table)?;
@@ -428,7 +466,9 @@ fn run(cli: Cli) -> Result<()> {
                 write_atomic(&out, report.to_string().as_bytes())?;
             }
         }
-        Command::ExportWeb { checkpoint, out, method, max_thoughts } => export_web(&checkpoint, &out, &method, max_thoughts)?,
+        Command::ExportWeb { checkpoint, out, method, max_thoughts } => {
+            export_web(&checkpoint, &out, method.as_deref(), max_thoughts.map(usize::from), &device(&cli.backend)?)?
+        }
         Command::Bench { config, json, reference, reference_device, batch_size, train_steps, questions, test_file } => bench::bench(
             bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, questions, test_file },
             device(&cli.backend)?,
@@ -445,9 +485,24 @@ fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
     Ok(all)
 }
 
-fn data_command(command: DataCommand) -> Result<()> {
+/// The official sets in `dir` (validation and test).
+fn official_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    ["prosqa_valid.json", "prosqa_test.json"].iter().map(|f| dir.join(f)).collect()
+}
+
+/// Memory a generated set of `n` questions takes while it is made (~7 KB a question, measured at
+/// 50,000: 333 MB peak); above 1 GB the generator says so before it starts.
+fn warn_memory(n: usize) {
+    let gb = n as f64 * 7e3 / 1e9;
+    if gb > 1.0 {
+        eprintln!("warning: {n} questions are generated in memory: about {gb:.1} GB");
+    }
+}
+
+fn data_command(command: DataCommand, official_data: &std::path::Path) -> Result<()> {
     match command {
         DataCommand::Prosqa { gen_args: GenArgs { n, seed, out }, exclude, nodes, hops } => {
+            let exclude = if exclude.is_empty() { official_files(official_data) } else { exclude };
             let mut seen = std::collections::HashSet::new();
             for p in &exclude {
                 match load_items(std::slice::from_ref(p)) {
@@ -457,16 +512,17 @@ fn data_command(command: DataCommand) -> Result<()> {
                 }
             }
             let t0 = std::time::Instant::now();
-            if nodes.0 < 4 || nodes.1 > 32 || hops.0 == 0 || hops.0 + 3 > nodes.1 {
-                bail!("--nodes {}-{} --hops {}-{}: graphs need 4-32 nodes and room for the shortest path (hops + 3 <= max nodes, hops >= 1)", nodes.0, nodes.1, hops.0, hops.1);
-            }
             let gen_config = prosqa::GenConfig { min_nodes: nodes.0, max_nodes: nodes.1, min_hops: hops.0, max_hops: hops.1, ..Default::default() };
-            let items = prosqa::generate(n, seed, &gen_config, &seen);
+            let ranges = format!("--nodes {}-{} --hops {}-{}", nodes.0, nodes.1, hops.0, hops.1);
+            gen_config.validate().map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
+            warn_memory(n);
+            let items = prosqa::generate(n, seed, &gen_config, &seen).map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
             let secs = t0.elapsed().as_secs_f64();
             write_atomic(&out, data::to_json(&items).as_bytes())?;
             eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
         }
         DataCommand::Prontoqa { gen_args: GenArgs { n, seed, out } } => {
+            warn_memory(n);
             write_atomic(&out, data::to_json(&coconut::prontoqa::generate(n, seed)).as_bytes())?;
             eprintln!("{n} ProntoQA questions (seed {seed}) -> {}", out.display());
         }
@@ -526,13 +582,38 @@ fn print_stats(s: &prosqa::DatasetStats, reference: Option<&prosqa::DatasetStats
     }
 }
 
-fn export_web(checkpoint: &std::path::Path, out: &std::path::Path, method: &str, max_thoughts: usize) -> Result<()> {
-    let ckpt = Checkpoint::load(checkpoint)?; // validates before anything is written
+/// Exports a checkpoint for the page into `out` (created, or an existing directory where only the
+/// export's own files are replaced: it never deletes what it did not write). `out` may not contain
+/// or lie inside the checkpoint. The weights are loaded on `device` first, like `eval` does, so a
+/// checkpoint that cannot run is not exported.
+fn export_web(
+    checkpoint: &std::path::Path,
+    out: &std::path::Path,
+    method: Option<&str>,
+    max_thoughts: Option<usize>,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let ckpt = Checkpoint::load(checkpoint)?.without_files(); // validates before anything is written
+    ckpt.model(device).with_context(|| checkpoint.display().to_string())?;
+    let (method, k, defaulted) = ckpt.asked_as(method, None);
+    let method = method.as_str();
     coconut::curriculum::Variant::parse(method).map_err(anyhow::Error::msg)?;
+    let max_thoughts = max_thoughts.unwrap_or(k);
+    if defaulted && ckpt.manifest.trained_for.is_none() {
+        eprintln!("note: {} does not record what it was trained for: exported as {method} (--method)", checkpoint.display());
+    }
+    let (source, target) = (std::fs::canonicalize(checkpoint)?, absolute(out)?);
+    if target.starts_with(&source) || source.starts_with(&target) {
+        bail!("--out {} contains or is inside --checkpoint {}: export into a directory of its own", out.display(), checkpoint.display());
+    }
+    if out.exists() && !out.is_dir() {
+        bail!("--out {} is a file, not a directory (nothing was changed)", out.display());
+    }
     let tmp = coconut::checkpoint::temp_dir_for(out)?;
     ckpt.write_files(&tmp)?;
+    let mut names: Vec<String> = ["manifest.json", "config.json", "tokenizer.json", ckpt.manifest.weights_file.as_str()].map(String::from).to_vec();
     let mut files = Vec::new();
-    for name in ["manifest.json", "config.json", "tokenizer.json", ckpt.manifest.weights_file.as_str()] {
+    for name in &names {
         let bytes = std::fs::read(tmp.join(name))?;
         files.push(serde_json::json!({ "name": name, "bytes": bytes.len(), "sha256": coconut::checkpoint::sha256_hex(&bytes) }));
     }
@@ -541,13 +622,85 @@ fn export_web(checkpoint: &std::path::Path, out: &std::path::Path, method: &str,
         "version": &ckpt.manifest.weights_sha256[..16],
         "method": method,
         "max_thoughts": max_thoughts,
-        "total_bytes": files.iter().map(|f| f["bytes"].as_u64().unwrap()).sum::<u64>(),
+        "total_bytes": files.iter().map(|f| f["bytes"].as_u64().unwrap_or(0)).sum::<u64>(),
         "files": files,
     });
-    std::fs::write(tmp.join("web.json"), serde_json::to_string_pretty(&web)?)?;
-    coconut::checkpoint::replace_dir(&tmp, out)?;
+    std::fs::write(tmp.join("web.json"), serde_json::to_string_pretty(&web)?).with_context(|| tmp.display().to_string())?;
+    names.push("web.json".into());
+    if !out.exists() {
+        coconut::checkpoint::replace_dir(&tmp, out)?;
+    } else {
+        // Into an existing directory: each file moves in by a rename (web.json last, so it never
+        // lists a file that is not there yet); files of an earlier export that this one lacks go;
+        // anything else in the directory (a model card, notes) stays.
+        let earlier = export_files(out);
+        for name in &names {
+            std::fs::rename(tmp.join(name), out.join(name)).with_context(|| out.join(name).display().to_string())?;
+        }
+        for name in earlier.iter().filter(|n| !names.contains(n)) {
+            if coconut::checkpoint::plain_file_name(name).is_ok() {
+                let _ = std::fs::remove_file(out.join(name));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
     eprintln!("exported {} -> {} (version {})", checkpoint.display(), out.display(), web["version"]);
     Ok(())
+}
+
+/// An absolute form of a path that may not exist yet (its existing ancestor resolved).
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    let path = std::path::absolute(path).with_context(|| path.display().to_string())?;
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(std::path::Path::new("/"));
+    }
+    let mut resolved = std::fs::canonicalize(existing)?;
+    resolved.extend(rest.iter().rev());
+    Ok(resolved)
+}
+
+/// The files of an earlier export in `dir`: those its `web.json` lists, and web.json itself.
+fn export_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read(dir.join("web.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(|w| w["format"] == "coconut-web")
+        .map(|w| {
+            let listed = w["files"].as_array().map(|fs| fs.iter().filter_map(|f| f["name"].as_str().map(String::from)).collect()).unwrap_or_default();
+            [listed, vec!["web.json".to_string()]].concat()
+        })
+        .unwrap_or_default()
+}
+
+/// The files of a checkpoint in `dir`: the four a checkpoint has, and those its manifest lists.
+fn checkpoint_files(dir: &std::path::Path) -> Vec<String> {
+    let Ok(manifest) = std::fs::read(dir.join("manifest.json")) else { return Vec::new() };
+    let Ok(m) = serde_json::from_slice::<coconut::checkpoint::Manifest>(&manifest) else { return Vec::new() };
+    let mut own: Vec<String> = ["manifest.json", "config.json", "tokenizer.json"].map(String::from).to_vec();
+    own.push(m.weights_file);
+    own.extend(m.files.into_iter().map(|f| f.name));
+    own
+}
+
+/// What in `out` is not one of `own` (plain files): every entry of a directory that holds
+/// something else, or `out` itself when it is a file.
+fn foreign_files(out: &std::path::Path, own: &[String]) -> Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(if out.exists() { vec![out.display().to_string()] } else { Vec::new() });
+    };
+    let mut foreign = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !(own.contains(&name) && entry.file_type()?.is_file()) {
+            foreign.push(if entry.file_type()?.is_dir() { format!("{name}/") } else { name });
+        }
+    }
+    foreign.sort();
+    Ok(foreign)
 }
 
 /// Writes a file via a temporary sibling and a rename (a killed writer leaves no half file).
@@ -596,6 +749,15 @@ fn print_default_plan() {
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// A count that must be at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a whole number ({e})")),
+    }
 }
 
 /// `MIN-MAX` (or one number) as an inclusive range.

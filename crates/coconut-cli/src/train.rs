@@ -218,6 +218,83 @@ impl TrainConfig {
         Ok(merged)
     }
 
+    /// Refuses values no run can train with, naming the key, before anything is written.
+    pub fn validate(&self) -> Result<()> {
+        let (o, r, m) = (&self.optim, &self.run, &self.model);
+        let checks: [(bool, &str); 12] = [
+            (o.batch_size >= 1, "optim.batch_size must be at least 1"),
+            (o.grad_accum >= 1, "optim.grad_accum must be at least 1"),
+            (o.lr.is_finite() && o.lr > 0.0, "optim.lr must be a positive number"),
+            (o.weight_decay.is_finite() && o.weight_decay >= 0.0, "optim.weight_decay must be 0 or more"),
+            (o.epsilon.is_finite() && o.epsilon > 0.0, "optim.epsilon must be positive"),
+            (o.grad_clip.is_finite() && o.grad_clip >= 0.0, "optim.grad_clip must be 0 (off) or more"),
+            (r.epochs >= 1, "run.epochs must be at least 1"),
+            (
+                r.log_every >= 1 && r.checkpoint_every >= 1 && r.eval_batch_size >= 1,
+                "run.log_every, run.checkpoint_every and run.eval_batch_size must be at least 1",
+            ),
+            (self.run.init.is_some() || (m.n_layer >= 1 && m.n_positions >= 1), "model.n_layer and model.n_positions must be at least 1"),
+            (
+                self.run.init.is_some() || (m.n_head >= 1 && m.n_embd.is_multiple_of(m.n_head.max(1)) && m.n_embd >= 1),
+                "model.n_embd must be a positive multiple of model.n_head",
+            ),
+            ((0.0..1.0).contains(&m.dropout), "model.dropout must be in [0, 1)"),
+            (
+                self.curriculum.c_thought >= 1 && self.curriculum.epochs_per_stage >= 1,
+                "curriculum.c_thought and curriculum.epochs_per_stage must be at least 1",
+            ),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            bail!("{msg}");
+        }
+        if self.data.dataset != "files" && self.data.train_size == 0 {
+            bail!("data.train_size must be at least 1 for a generated dataset");
+        }
+        if let Some(w) = &self.data.graph_warmup {
+            for epoch in 0..w.epochs {
+                if let Some(g) = w.gen_config(epoch) {
+                    g.validate().map_err(|e| anyhow::anyhow!("data.graph_warmup at epoch {epoch}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a checkpoint of this run at `stage` was trained for (recorded in its manifest).
+    pub fn trained_for(&self, stage: usize, tok: &CoconutTokenizer) -> coconut::checkpoint::TrainedFor {
+        let c = &self.curriculum;
+        coconut::checkpoint::TrainedFor {
+            method: c.variant.name().into(),
+            c_thought: c.c_thought,
+            max_latent_stage: c.max_latent_stage,
+            stage,
+            k: c.eval_thoughts(stage, usize::MAX),
+            tokenizer: tok.kind(),
+        }
+    }
+
+    /// The keys whose values differ between two configs (`optim.lr`, `data.graph_warmup.epochs`).
+    pub fn changed_keys(&self, other: &Self) -> Vec<String> {
+        fn flat(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    t.iter().for_each(|(k, v)| flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out))
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let (mut a, mut b) = (Default::default(), Default::default());
+        flat("", &toml::Value::try_from(self).expect("config serialises"), &mut a);
+        flat("", &toml::Value::try_from(other).expect("config serialises"), &mut b);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k}: {} -> {}", a.get(k).map_or("unset", |v| v.as_str()), b.get(k).map_or("unset", |v| v.as_str())))
+            .collect()
+    }
+
     /// The curriculum stage of a run's epoch: the search stage's epochs train at stage 0 and come
     /// before the curriculum's epoch 0.
     pub fn stage_of_epoch(&self, epoch: usize) -> usize {
@@ -244,14 +321,14 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
-fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
+fn load_data(d: &DataSection, official: &Path) -> Result<(Vec<Item>, Vec<Item>)> {
     let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<Item>> {
         crate::infer::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)
     };
     Ok(match d.dataset.as_str() {
         "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
         "prosqa" | "prontoqa" => {
-            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &official_questions()?)?;
+            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &official_questions(official)?)?;
             let (train, val) = all.split_at(d.train_size);
             (train.to_vec(), val.to_vec())
         }
@@ -259,12 +336,12 @@ fn load_data(d: &DataSection) -> Result<(Vec<Item>, Vec<Item>)> {
     })
 }
 
-/// The official ProsQA validation and test questions (where ../shared has them): never trained on.
-fn official_questions() -> Result<HashSet<String>> {
+/// The official ProsQA validation and test questions in `dir` (`--official-data`): never trained on.
+fn official_questions(dir: &Path) -> Result<HashSet<String>> {
     let mut questions = HashSet::new();
-    for f in ["../shared/prosqa/prosqa_valid.json", "../shared/prosqa/prosqa_test.json"].map(Path::new) {
+    for f in ["prosqa_valid.json", "prosqa_test.json"].map(|f| dir.join(f)) {
         if f.exists() {
-            questions.extend(crate::infer::load_items(f)?.into_iter().map(|i| i.question));
+            questions.extend(crate::infer::load_items(&f)?.into_iter().map(|i| i.question));
         }
     }
     Ok(questions)
@@ -273,7 +350,7 @@ fn official_questions() -> Result<HashSet<String>> {
 /// `n` generated questions of `dataset`, none of them in `exclude`.
 fn generate_items(dataset: &str, n: usize, seed: u64, exclude: &HashSet<String>) -> Result<Vec<Item>> {
     Ok(match dataset {
-        "prosqa" => prosqa::generate(n, seed, &prosqa::GenConfig::default(), exclude),
+        "prosqa" => prosqa::generate(n, seed, &prosqa::GenConfig::default(), exclude).map_err(anyhow::Error::msg)?,
         // The ProntoQA generator is one seeded stream: drop excluded items and keep drawing.
         "prontoqa" => prontoqa::generate(n + exclude.len(), seed).into_iter().filter(|i| !exclude.contains(&i.question)).take(n).collect(),
         other => bail!("data.dataset `{other}` is not a generated dataset (prosqa, prontoqa)"),
@@ -281,8 +358,8 @@ fn generate_items(dataset: &str, n: usize, seed: u64, exclude: &HashSet<String>)
 }
 
 /// What a fresh epoch must never draw: the validation split and the official sets.
-fn fresh_exclude(val: &[Item]) -> Result<HashSet<String>> {
-    let mut exclude = official_questions()?;
+fn fresh_exclude(val: &[Item], official: &Path) -> Result<HashSet<String>> {
+    let mut exclude = official_questions(official)?;
     exclude.extend(val.iter().map(|i| i.question.clone()));
     Ok(exclude)
 }
@@ -296,7 +373,9 @@ fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -
         if d.dataset != "prosqa" {
             bail!("data.graph_warmup needs data.dataset = \"prosqa\", not `{}`", d.dataset);
         }
-        return Ok(Some(prosqa::generate(d.train_size, seed, &small, exclude)));
+        return Ok(Some(
+            prosqa::generate(d.train_size, seed, &small, exclude).map_err(|e| anyhow::anyhow!("data.graph_warmup at epoch {epoch}: {e}"))?,
+        ));
     }
     if !d.fresh_each_epoch || epoch == 0 {
         return Ok(None);
@@ -372,7 +451,11 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
             if !m.offset_heads.is_empty() {
                 let head_dim = m.n_embd / m.n_head;
                 if m.offset_heads.len() > m.n_head || head_dim < 16 {
-                    bail!("model.offset_heads: {} offset heads need as many heads (n_head = {}) of at least 16 features (have {head_dim})", m.offset_heads.len(), m.n_head);
+                    bail!(
+                        "model.offset_heads: {} offset heads need as many heads (n_head = {}) of at least 16 features (have {head_dim})",
+                        m.offset_heads.len(),
+                        m.n_head
+                    );
                 }
                 model = match position {
                     coconut::gpt2::Position::Learned => coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0),
@@ -409,35 +492,180 @@ fn save_last(
     tok: &CoconutTokenizer,
     optim: &burn::optim::ModuleOptimizer,
     state: &TrainerState,
+    cfg: &TrainConfig,
 ) -> Result<()> {
     let dir = out.join("last");
     let tmp = temp_dir_for(&dir)?;
-    Checkpoint::from_model(model.valid(), config, tok.clone(), "coconut train")?.write_files(&tmp)?;
-    std::fs::write(tmp.join("optimizer.bpk"), &*optim.into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?)?;
-    std::fs::write(tmp.join("trainer.json"), serde_json::to_string_pretty(state)?)?;
+    // Every file of the resumable state is in the manifest's checksums (checked on resume).
+    let files = vec![
+        (OPTIMIZER_FILE.to_string(), optim.into_bytes().map_err(|e| anyhow::anyhow!("{e}"))?.to_vec()),
+        (STATE_FILE.to_string(), serde_json::to_string_pretty(state)?.into_bytes()),
+        (CONFIG_FILE.to_string(), toml::to_string(cfg)?.into_bytes()),
+    ];
+    Checkpoint::from_model(model.valid(), config, tok.clone(), "coconut train")?
+        .with_files(files)
+        .trained_for(cfg.trained_for(state.stage, tok))
+        .write_files(&tmp)?;
     replace_dir(&tmp, &dir)?;
     Ok(())
 }
 
+const OPTIMIZER_FILE: &str = "optimizer.bpk";
+const STATE_FILE: &str = "trainer.json";
+/// The training config the checkpoint was trained with (a resume with another one is refused).
+const CONFIG_FILE: &str = "train_config.toml";
+
+/// What `coconut train` was asked to do.
+pub struct RunArgs {
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub resume: Option<PathBuf>,
+    /// Replace the run `out` holds (its own files only).
+    pub overwrite: bool,
+    /// Resume with a config.toml that differs from the checkpoint's.
+    pub allow_config_change: bool,
+    /// The official ProsQA sets (never trained on).
+    pub official_data: PathBuf,
+}
+
+/// One writer per run directory: `train.lock` holds the writer's PID; a lock whose process is gone
+/// (a killed run) is taken over. Removed when the run ends.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join("train.lock");
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id()).with_context(|| path.display().to_string())?;
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                    match pid {
+                        Some(pid) if process_alive(pid) => bail!(
+                            "{} is being written by another `coconut train` (PID {pid}, {}): wait for it or stop it (nothing was changed)",
+                            dir.display(),
+                            path.display()
+                        ),
+                        _ => {
+                            eprintln!("note: {} was left by a run that is gone; taking it over", path.display());
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+            }
+        }
+        bail!("{}: could not take the run's lock", path.display())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a process with this PID exists (Linux: /proc; elsewhere every lock counts as held).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
+}
+
+/// Removes the files of a training run from `out` (for `--overwrite`), nothing else.
+fn remove_run(out: &Path) -> Result<()> {
+    for name in ["config.toml", "metrics.jsonl", "metrics.jsonl.tmp"] {
+        let p = out.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    for name in ["last", "best", ".last.tmp", ".best.tmp", ".last.old", ".best.old"] {
+        let p = out.join(name);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The resumable state in `last/`: model checkpoint, optimizer and trainer state, all verified
+/// against the manifest; the config it was trained with must be `cfg`, unless `allow_change`
+/// (then the batch size may change only at an epoch end).
+fn load_last(dir: &Path, cfg: &TrainConfig, allow_change: bool) -> Result<(Checkpoint, Vec<u8>, TrainerState)> {
+    let last = dir.join("last");
+    let ckpt = Checkpoint::load(&last).with_context(|| format!("resuming: {} is not a complete checkpoint", last.display()))?;
+    let file = |name: &str| -> Result<Vec<u8>> {
+        match ckpt.file(name) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => std::fs::read(last.join(name)).with_context(|| format!("resuming: {}", last.join(name).display())),
+        }
+    };
+    let state: TrainerState = serde_json::from_slice(&file(STATE_FILE)?)
+        .with_context(|| format!("resuming: {} is not a trainer state", last.join(STATE_FILE).display()))?;
+    match ckpt.file(CONFIG_FILE) {
+        Some(bytes) => {
+            let trained: TrainConfig =
+                toml::from_str(std::str::from_utf8(bytes)?).with_context(|| format!("resuming: {}", last.join(CONFIG_FILE).display()))?;
+            let changed = trained.changed_keys(cfg);
+            if !changed.is_empty() && !allow_change {
+                bail!(
+                    "{} differs from the config last/ was trained with ({}): restore it, or pass --allow-config-change to train on with the new values",
+                    dir.join("config.toml").display(),
+                    changed.join("; ")
+                );
+            }
+            if !changed.is_empty() {
+                if trained.optim.batch_size != cfg.optim.batch_size && state.batch_in_epoch > 0 {
+                    bail!(
+                        "optim.batch_size changed in the middle of epoch {} (batch {}): resume from an epoch-end checkpoint to change it",
+                        state.epoch,
+                        state.batch_in_epoch
+                    );
+                }
+                eprintln!("note: training on with a changed config: {}", changed.join("; "));
+            }
+        }
+        None => eprintln!("note: {} does not record its training config; {} is used as it is", last.display(), dir.join("config.toml").display()),
+    }
+    let optimizer = file(OPTIMIZER_FILE)?;
+    Ok((ckpt, optimizer, state))
+}
+
 /// Trains on `devices[0]`, or data-parallel over all of `devices` (each batch split into one shard
 /// per device, gradients summed by Burn's multi-device optimizer step).
-pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec<Device>) -> Result<()> {
+pub fn train(run: &RunArgs, devices: Vec<Device>) -> Result<()> {
     let device = devices[0].clone();
     let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
-    let out = resume.unwrap_or(out).to_path_buf();
+    let resume = run.resume.as_deref();
+    let out = resume.unwrap_or(&run.out).to_path_buf();
+    // A resumed run is locked before its state is read; a new one once its inputs are valid.
+    let mut lock = match resume {
+        Some(dir) if dir.join("last").is_dir() => Some(RunLock::acquire(dir)?),
+        Some(dir) => bail!("--resume {}: no training run there (no last/ checkpoint)", dir.display()),
+        None => None,
+    };
     let cfg = match resume {
         Some(dir) => TrainConfig::load(&dir.join("config.toml")).context("resuming: the run's config.toml")?,
-        None => TrainConfig::load(config_path)?,
+        None => TrainConfig::load(&run.config)?,
     };
-    if resume.is_none() && (out.join("metrics.jsonl").exists() || out.join("last").exists()) {
-        bail!("{} already holds a training run: continue it with `--resume {0}`, or choose another --out (nothing was changed)", out.display());
+    cfg.validate()
+        .with_context(|| format!("{} is not a valid training config", resume.map_or(run.config.clone(), |d| d.join("config.toml")).display()))?;
+    if resume.is_none() && !run.overwrite && (out.join("metrics.jsonl").exists() || out.join("last").exists()) {
+        bail!(
+            "{} already holds a training run: continue it with `--resume {0}`, replace it with `--overwrite`, or choose another --out (nothing was changed)",
+            out.display()
+        );
     }
-    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
-    if resume.is_none() {
-        std::fs::write(out.join("config.toml"), toml::to_string(&cfg)?)?;
+    if !run.official_data.join("prosqa_test.json").exists() && cfg.data.dataset == "prosqa" {
+        eprintln!(
+            "warning: {} has no official ProsQA sets: generated training questions are not checked against them (--official-data)",
+            run.official_data.display()
+        );
     }
     let train_device = device.clone().autodiff();
-    let (train_items, val_items) = load_data(&cfg.data)?;
+    let (train_items, val_items) = load_data(&cfg.data, &run.official_data)?;
     let (config, mut model, tok, mut optim, mut state) = match resume {
         None => {
             let (config, model, tok) = initial_model(&cfg, &train_device)?;
@@ -455,13 +683,13 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             (config, model, tok, cfg.optim.optimizer(), state)
         }
         Some(dir) => {
-            let last = dir.join("last");
-            let ckpt = Checkpoint::load(&last).context("resuming: no complete checkpoint in last/")?;
+            let (ckpt, optimizer, state) = load_last(dir, &cfg, run.allow_config_change)?;
             let model = ckpt.model(&train_device)?.train();
-            let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(last.join("trainer.json"))?)?;
-            let bytes = std::fs::read(last.join("optimizer.bpk"))?;
-            let optim =
-                cfg.optim.optimizer().from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| anyhow::anyhow!("optimizer state: {e}"))?;
+            let optim = cfg
+                .optim
+                .optimizer()
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer))
+                .map_err(|e| anyhow::anyhow!("resuming: {}: {e}", dir.join("last").join(OPTIMIZER_FILE).display()))?;
             eprintln!("resuming at epoch {}, batch {} (step {})", state.epoch, state.batch_in_epoch, state.global_step);
             truncate_metrics(&dir.join("metrics.jsonl"), state.global_step)?;
             (ckpt.config, model, ckpt.tokenizer, optim, state)
@@ -471,7 +699,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
     }
     let draws_new = cfg.data.fresh_each_epoch || cfg.data.graph_warmup.is_some() || cfg.data.search_epochs > 0;
-    let never_train = if draws_new { fresh_exclude(&val_items)? } else { HashSet::new() };
+    let never_train = if draws_new { fresh_exclude(&val_items, &run.official_data)? } else { HashSet::new() };
     // The first split, and an epoch's own draw when it has one (warm-up or fresh epochs).
     let first_data = tokenize_items(&train_items, &tok).map_err(anyhow::Error::msg)?;
     let mut drawn: Option<Vec<coconut::curriculum::Tokenized>> = None;
@@ -500,6 +728,16 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         Ok(())
     };
     fits(&first_data)?;
+    if lock.is_none() {
+        // The inputs are valid: only now is the run directory written.
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        lock = Some(RunLock::acquire(&out)?);
+        if run.overwrite {
+            remove_run(&out)?;
+        }
+        let config_toml = out.join("config.toml");
+        std::fs::write(&config_toml, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", config_toml.display()))?;
+    }
     if replicas.len() > 1 && config.dropout > 0.0 {
         eprintln!(
             "note: dropout {} with {} workers: their dropout masks depend on thread timing, so this run is not bit-reproducible (--devices 1 is)",
@@ -522,7 +760,9 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         steps_per_epoch,
         cfg.curriculum.variant.name()
     );
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics =
+        std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).with_context(|| metrics_path.display().to_string())?;
     let bar = ProgressBar::new((cfg.run.epochs.saturating_sub(cfg.run.start_epoch) * steps_per_epoch) as u64).with_position(state.global_step as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} | {msg}").expect("template"));
     let mut window = (Instant::now(), 0usize);
@@ -585,12 +825,13 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             if state.global_step % cfg.run.log_every.max(1) == 0 || state.batch_in_epoch == batches.len() {
                 let loss: f32 = loss.into_scalar();
                 if !loss.is_finite() {
-                    bail!(
-                        "loss is {loss} at step {} (epoch {}); stopping. The last good checkpoint is {}",
-                        state.global_step,
-                        state.epoch,
-                        out.join("last").display()
-                    );
+                    let last = out.join("last");
+                    let kept = if last.join(STATE_FILE).exists() {
+                        format!("The last good checkpoint is {}", last.display())
+                    } else {
+                        "No checkpoint was written before it (lower optim.lr or set optim.grad_clip)".to_string()
+                    };
+                    bail!("loss is {loss} at step {} (epoch {}); stopping. {kept}", state.global_step, state.epoch);
                 }
                 let sps = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 window = (Instant::now(), 0);
@@ -603,7 +844,7 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
             }
             if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
                 add_elapsed(&mut state, &mut clock);
-                save_last(&out, &config, &model, &tok, &optim, &state)?;
+                save_last(&out, &config, &model, &tok, &optim, &state, &cfg)?;
             }
         }
         // Epoch end: validation accuracy with the stage's thoughts, checkpoints.
@@ -631,9 +872,11 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         state.batch_in_epoch = 0;
         if state.best_val_accuracy.is_none_or(|b| acc > b) {
             state.best_val_accuracy = Some(acc);
-            Checkpoint::from_model(model.valid(), &config, tok.clone(), "coconut train (best)")?.save(&out.join("best"))?;
+            Checkpoint::from_model(model.valid(), &config, tok.clone(), "coconut train (best)")?
+                .trained_for(cfg.trained_for(stage, &tok))
+                .save(&out.join("best"))?;
         }
-        save_last(&out, &config, &model, &tok, &optim, &state)?;
+        save_last(&out, &config, &model, &tok, &optim, &state, &cfg)?;
     }
     bar.finish();
     eprintln!(
@@ -642,12 +885,18 @@ pub fn train(config_path: &Path, out: &Path, resume: Option<&Path>, devices: Vec
         state.elapsed_s,
         100.0 * state.best_val_accuracy.unwrap_or(0.0)
     );
+    drop(lock);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The official sets, wherever the tests run from.
+    fn official() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/prosqa")
+    }
 
     #[test]
     fn every_shipped_config_parses() {
@@ -691,8 +940,8 @@ mod tests {
             graph_warmup: None,
             search_epochs: 0,
         };
-        let (first, val) = load_data(&d).unwrap();
-        let exclude = fresh_exclude(&val).unwrap();
+        let (first, val) = load_data(&d, &official()).unwrap();
+        let exclude = fresh_exclude(&val, &official()).unwrap();
         assert_eq!(fresh_train_items(&d, 0, &exclude).unwrap(), None, "epoch 0 is the first split");
         let one = fresh_train_items(&d, 1, &exclude).unwrap().unwrap();
         let two = fresh_train_items(&d, 2, &exclude).unwrap().unwrap();
@@ -722,8 +971,8 @@ mod tests {
             graph_warmup: Some(warmup.clone()),
             search_epochs: 0,
         };
-        let (_, val) = load_data(&d).unwrap();
-        let exclude = fresh_exclude(&val).unwrap();
+        let (_, val) = load_data(&d, &official()).unwrap();
+        let exclude = fresh_exclude(&val, &official()).unwrap();
         let nodes = |items: &[Item]| items.iter().map(|i| i.idx_to_symbol.as_ref().unwrap().len()).collect::<Vec<_>>();
         let first = fresh_train_items(&d, 0, &exclude).unwrap().expect("epoch 0 is a warm-up epoch");
         assert_eq!(first.len(), 200);
@@ -753,8 +1002,12 @@ mod tests {
         cfg.data.search_epochs = 2;
         assert_eq!([0, 1, 2, 3, 4].map(|e| cfg.stage_of_epoch(e)), [0, 0, 0, 1, 2]);
         cfg.curriculum.variant = Variant::NoCot;
-        assert_eq!([0, 1, 2, 3].map(|e| cfg.curriculum_of_epoch(e).variant), [Variant::Cot, Variant::Cot, Variant::NoCot, Variant::NoCot], "No-CoT reads the listing too");
-        let items = prosqa::generate(20, 3, &prosqa::GenConfig::default(), &HashSet::new());
+        assert_eq!(
+            [0, 1, 2, 3].map(|e| cfg.curriculum_of_epoch(e).variant),
+            [Variant::Cot, Variant::Cot, Variant::NoCot, Variant::NoCot],
+            "No-CoT reads the listing too"
+        );
+        let items = prosqa::generate(20, 3, &prosqa::GenConfig::default(), &HashSet::new()).unwrap();
         let search = search_items(&items, 9).unwrap();
         for (item, s) in items.iter().zip(&search) {
             assert_eq!((&s.question, &s.answer), (&item.question, &item.answer));

@@ -98,13 +98,23 @@ async fn continue_names(
     Ok(logp)
 }
 
-pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
-    burn::tensor::read_sync(analyze_async(model, tok, question, k, device))
+pub fn analyze(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, n_positions: usize, device: &Device) -> Result<Analysis, String> {
+    burn::tensor::read_sync(analyze_async(model, tok, question, k, n_positions, device))
 }
 
 /// `analyze` with asynchronous read-back (WebGPU in a browser).
-pub async fn analyze_async(model: &Gpt2, tok: &CoconutTokenizer, question: &str, k: usize, device: &Device) -> Result<Analysis, String> {
+/// `n_positions`: the model's (`Gpt2Config::n_positions`); a question that does not fit with `k`
+/// thoughts is refused before any compute.
+pub async fn analyze_async(
+    model: &Gpt2,
+    tok: &CoconutTokenizer,
+    question: &str,
+    k: usize,
+    n_positions: usize,
+    device: &Device,
+) -> Result<Analysis, String> {
     let q = Question::new(tok, question, Variant::Coconut)?;
+    crate::generate::check_positions(q.positions_needed(k, tok), 0, n_positions)?;
     let mut steps = Vec::with_capacity(k + 1);
     for t in 0..=k {
         steps.push(q.step_async(model, tok, t, device).await?);
@@ -133,6 +143,18 @@ impl Question {
             q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
         let dist = g.distances(q.subject);
         Ok(Self { q, g, tokens, curriculum: Curriculum { variant, ..Curriculum::default() }, name_ids, dist })
+    }
+
+    /// Positions the frames up to `k` thoughts take (the prompt, the lead words, the longest name):
+    /// for `generate::check_positions` before any compute.
+    pub fn positions_needed(&self, k: usize, tok: &CoconutTokenizer) -> usize {
+        let lead = [format!("{} is a", self.q.names[self.q.subject]), "Every".to_string()]
+            .iter()
+            .map(|l| tok.encode(l).map(|ids| ids.len()).unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        let longest = self.name_ids.iter().map(Vec::len).max().unwrap_or(0);
+        self.curriculum.prompt_len(self.tokens.question.len(), k).saturating_add(lead).saturating_add(longest)
     }
 
     /// The frame after `t` thoughts: node values, their distribution, the frontier, top tokens.

@@ -49,16 +49,27 @@ impl BackendKind {
             .ok_or_else(|| format!("backend `{}` is not compiled into this build (cargo feature `{}`)", self.name(), self.name()))
     }
 
-    /// `n` devices for data-parallel training: CUDA devices 0..n, wgpu discrete GPUs 0..n; the CPU
-    /// backends have one device, which `n` workers then share.
+    /// Makes this backend Burn's default device, used where Burn creates tensors without being
+    /// given one (optimizer state read from a checkpoint), so that a CPU run never starts a
+    /// Vulkan driver. `BURN_DEVICE` set by the user wins. Call at start, before other threads.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn make_default(self) {
+        if std::env::var_os("BURN_DEVICE").is_none() {
+            // SAFETY: called at start, before any other thread exists.
+            unsafe { std::env::set_var("BURN_DEVICE", self.name()) };
+        }
+    }
+
+    /// `n` devices for data-parallel training: CUDA devices 0..n, wgpu discrete GPUs 0..n (each
+    /// one checked to exist); the CPU backends have one device, which `n` workers then share.
     pub fn devices(self, n: usize) -> Result<Vec<Device>, String> {
         let first = self.device()?;
         match self {
             _ if n <= 1 => Ok(vec![first]),
             #[cfg(feature = "cuda")]
-            Self::Cuda => Ok((0..n).map(Device::cuda).collect()),
+            Self::Cuda => (0..n).map(|i| usable(Device::cuda(i), i, n)).collect(),
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => Ok((0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect()),
+            Self::Wgpu => (0..n).map(|i| usable(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)), i, n)).collect(),
             Self::Flex | Self::Ndarray => Ok(vec![first; n]),
             _ => Err(format!("backend `{}` offers one device", self.name())),
         }
@@ -81,4 +92,15 @@ impl BackendKind {
             _ => None,
         }
     }
+}
+
+/// `device` if a tensor can be made on it (Burn panics on a GPU that is not there), else an error
+/// saying how many `--devices` asked for.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn usable(device: Device, i: usize, n: usize) -> Result<Device, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| burn::tensor::Tensor::<1>::zeros([1], &device).into_data());
+    std::panic::set_hook(hook);
+    probe.map(|_| device.clone()).map_err(|_| format!("--devices {n}: GPU {i} is not there (this machine has {i})"))
 }

@@ -3,10 +3,13 @@
 //! - `model.bpk`       Burn's module record (burnpack),
 //! - `config.json`     the `Gpt2Config`,
 //! - `tokenizer.json`  a standard HF tokenizer file,
-//! - `manifest.json`   format version, a hash of the config, size and SHA-256 of the weights.
+//! - `manifest.json`   format version, a hash of the config, size and SHA-256 of the weights, and
+//!                     size and SHA-256 of every other file the checkpoint carries (a training run's
+//!                     `optimizer.bpk`, `trainer.json` and `train_config.toml`), and what the
+//!                     model was trained for (`TrainedFor`: how it is meant to be asked).
 //!
 //! Loading checks all of it: another format version, a config that does not match the manifest or
-//! the weights, a truncated or corrupt weight file each give an error that says which. Directories
+//! the weights, a truncated or corrupt file each give an error that says which. Directories
 //! are written to a temporary sibling and renamed into place, so a killed writer leaves the previous
 //! checkpoint whole.
 
@@ -48,6 +51,76 @@ pub struct Manifest {
     /// Free-form provenance: what made this checkpoint.
     #[serde(default)]
     pub created_by: String,
+    /// The other files of the directory (a training run's resumable state), each checked on load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileDigest>,
+    /// How the model was trained and is meant to be asked (absent: an imported or older
+    /// checkpoint, asked as Coconut with `DEFAULT_THOUGHTS` unless told otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_for: Option<TrainedFor>,
+}
+
+/// The number of thoughts a checkpoint that does not say otherwise is asked with (the paper's
+/// ProsQA setting: 6 stages of c = 1).
+pub const DEFAULT_THOUGHTS: usize = 6;
+
+/// What a checkpoint was trained for, so that `eval`, `generate`, `analyze`, `export-web` and the
+/// page ask it the way it was trained without being told.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainedFor {
+    /// The curriculum variant (`coconut`, `cot`, `no-cot`, `no-thought`, `pause-as-thought`, ...).
+    pub method: String,
+    /// Thoughts per replaced reasoning step (the paper's c).
+    pub c_thought: usize,
+    /// The curriculum's last latent stage.
+    pub max_latent_stage: usize,
+    /// The stage the weights were trained at.
+    pub stage: usize,
+    /// Thoughts to ask it with: `min(stage, max_latent_stage) × c` for latent variants, 0 for
+    /// the language ones.
+    pub k: usize,
+    /// The tokenizer's model (`WordLevel` for models trained here, `BPE` for GPT-2).
+    pub tokenizer: String,
+}
+
+/// Size and SHA-256 of one file of a checkpoint directory.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileDigest {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl FileDigest {
+    pub fn of(name: &str, bytes: &[u8]) -> Self {
+        Self { name: name.into(), bytes: bytes.len() as u64, sha256: sha256_hex(bytes) }
+    }
+
+    /// `Err` naming the file when `bytes` are not the ones recorded.
+    pub fn verify(&self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        if bytes.len() as u64 != self.bytes {
+            return Err(CheckpointError::Invalid(format!(
+                "{}: {} bytes, manifest.json says {} (truncated or wrong file)",
+                self.name,
+                bytes.len(),
+                self.bytes
+            )));
+        }
+        if sha256_hex(bytes) != self.sha256 {
+            return Err(CheckpointError::Invalid(format!("{}: SHA-256 differs from manifest.json (corrupt or edited file)", self.name)));
+        }
+        Ok(())
+    }
+}
+
+/// A file name inside the checkpoint directory: no directories, no `..`, nothing hidden.
+pub fn plain_file_name(name: &str) -> Result<&str, CheckpointError> {
+    let ok = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', ':', '\0']) && name.len() <= 128;
+    if ok {
+        Ok(name)
+    } else {
+        Err(CheckpointError::Invalid(format!("manifest.json names the file `{}`: only plain file names are allowed", name.escape_debug())))
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -82,6 +155,8 @@ pub struct Checkpoint {
     pub config: Gpt2Config,
     pub tokenizer: CoconutTokenizer,
     pub weights: Vec<u8>,
+    /// The files listed in `manifest.files`, with their bytes.
+    pub extra: Vec<(String, Vec<u8>)>,
 }
 
 impl Checkpoint {
@@ -102,8 +177,46 @@ impl Checkpoint {
             weights_sha256: sha256_hex(&weights),
             tokenizer_vocab: tokenizer.vocab_size(),
             created_by: created_by.into(),
+            files: Vec::new(),
+            trained_for: None,
         };
-        Self { manifest, config: config.clone(), tokenizer, weights }
+        Self { manifest, config: config.clone(), tokenizer, weights, extra: Vec::new() }
+    }
+
+    /// Adds files to the directory (a training run's resumable state), recorded in the manifest.
+    pub fn with_files(mut self, files: Vec<(String, Vec<u8>)>) -> Self {
+        self.manifest.files = files.iter().map(|(name, bytes)| FileDigest::of(name, bytes)).collect();
+        self.extra = files;
+        self
+    }
+
+    /// Records what the model was trained for (see `TrainedFor`).
+    pub fn trained_for(mut self, trained_for: TrainedFor) -> Self {
+        self.manifest.trained_for = Some(trained_for);
+        self
+    }
+
+    /// The method and number of thoughts to ask with: `method`/`k` when given, else what the
+    /// manifest records, else Coconut with `DEFAULT_THOUGHTS`; the flag is `true` when that last
+    /// default was taken.
+    pub fn asked_as(&self, method: Option<&str>, k: Option<usize>) -> (String, usize, bool) {
+        let t = self.manifest.trained_for.as_ref();
+        let method = method.map(String::from).or_else(|| t.map(|t| t.method.clone()));
+        let k = k.or_else(|| t.map(|t| t.k));
+        let defaulted = method.is_none() || k.is_none();
+        (method.unwrap_or_else(|| "coconut".into()), k.unwrap_or(DEFAULT_THOUGHTS), defaulted)
+    }
+
+    /// The model alone (the four files), without a training run's other files.
+    pub fn without_files(mut self) -> Self {
+        self.manifest.files.clear();
+        self.extra.clear();
+        self
+    }
+
+    /// The bytes of a file listed in the manifest (verified on load), if the checkpoint has it.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice())
     }
 
     /// Validates the four parts against each other.
@@ -118,6 +231,10 @@ impl Checkpoint {
                 "checkpoint format version {} is not supported by this build (version {FORMAT_VERSION})",
                 manifest.format_version
             )));
+        }
+        plain_file_name(&manifest.weights_file)?;
+        for f in &manifest.files {
+            plain_file_name(&f.name)?;
         }
         let config = parse_config(config)?;
         config.validate().map_err(|e| CheckpointError::Invalid(format!("config.json: {e}")))?;
@@ -138,7 +255,7 @@ impl Checkpoint {
             return Err(CheckpointError::Invalid(format!("{}: SHA-256 differs from manifest.json (corrupt file)", manifest.weights_file)));
         }
         let tokenizer = CoconutTokenizer::from_json(tokenizer).map_err(|e| CheckpointError::Invalid(format!("tokenizer.json: {e}")))?;
-        Ok(Self { manifest, config, tokenizer, weights })
+        Ok(Self { manifest, config, tokenizer, weights, extra: Vec::new() })
     }
 
     /// Builds the model on `device`; weight shapes must match the config.
@@ -161,7 +278,15 @@ impl Checkpoint {
         }
         let manifest = read("manifest.json")?;
         let weights_file = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.weights_file).unwrap_or_else(|_| WEIGHTS_FILE.into());
-        Self::from_parts(&manifest, &read("config.json")?, &read("tokenizer.json")?, read(&weights_file)?).map_err(|e| io_err(dir, e))
+        let weights_file = plain_file_name(&weights_file).map_err(|e| io_err(dir, e))?.to_string();
+        let mut ckpt =
+            Self::from_parts(&manifest, &read("config.json")?, &read("tokenizer.json")?, read(&weights_file)?).map_err(|e| io_err(dir, e))?;
+        for f in ckpt.manifest.files.clone() {
+            let bytes = read(&f.name)?;
+            f.verify(&bytes).map_err(|e| io_err(dir, e))?;
+            ckpt.extra.push((f.name, bytes));
+        }
+        Ok(ckpt)
     }
 
     /// Writes the directory atomically: into `DIR.tmp`, then renamed over `DIR`.
@@ -178,6 +303,9 @@ impl Checkpoint {
             std::fs::write(&p, bytes).map_err(|e| io_err(&p, e))
         };
         write(&self.manifest.weights_file, &self.weights)?;
+        for (name, bytes) in &self.extra {
+            write(name, bytes)?;
+        }
         write("config.json", serde_json::to_string_pretty(&self.config).expect("config").as_bytes())?;
         write("tokenizer.json", self.tokenizer.to_json().map_err(|e| CheckpointError::Invalid(e.to_string()))?.as_bytes())?;
         write("manifest.json", serde_json::to_string_pretty(&self.manifest).expect("manifest").as_bytes())

@@ -188,6 +188,12 @@ impl Curriculum {
         p
     }
 
+    /// Positions `prompt` takes for a question of `question_len` tokens: saturating, so an absurd
+    /// `k` is refused by `generate::check_positions` before anything is allocated.
+    pub fn prompt_len(&self, question_len: usize, k: usize) -> usize {
+        if self.variant.markers() { question_len.saturating_add(k).saturating_add(2) } else { question_len }
+    }
+
     /// Thoughts at inference for a trained stage (the official evaluation): `min(max, stage)·c`,
     /// with `max = max_latent_stage` when padding to max, else the item's step count.
     pub fn eval_thoughts(&self, stage: usize, n_steps: usize) -> usize {

@@ -23,6 +23,21 @@ pub struct Generation {
     pub thoughts: Vec<Vec<f32>>,
 }
 
+/// The one length check of every entry point (CLI and page), made before any compute: a prompt
+/// of `prompt_len` positions (question, markers, thoughts) plus `new_tokens` to generate must fit
+/// the model's `n_positions`. Past it, learned positions have no embedding and the backends
+/// either panic or compute garbage.
+pub fn check_positions(prompt_len: usize, new_tokens: usize, n_positions: usize) -> Result<(), String> {
+    let needed = prompt_len.saturating_add(new_tokens);
+    match (needed > n_positions, new_tokens) {
+        (false, _) => Ok(()),
+        (true, 0) => Err(format!("{needed} positions: this model takes at most {n_positions}")),
+        (true, _) => Err(format!(
+            "{needed} positions ({prompt_len} for the input and its thoughts + {new_tokens} to generate): this model takes at most {n_positions}"
+        )),
+    }
+}
+
 /// Left-pads prompts so that they all end in the same column.
 pub fn collate_prompts(prompts: &[Vec<u32>], ids: SpecialIds) -> Batch {
     let len = prompts.iter().map(Vec::len).max().unwrap_or(0);

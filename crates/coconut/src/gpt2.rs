@@ -544,7 +544,12 @@ mod tests {
 
     /// Head `h` of layer 0 (query/key of position `i` from `query(h, i)`, `key(h, i)`) puts > 80% of
     /// its softmax weight on `i − offsets[h]`, and it is the argmax at > 95% of positions.
-    fn assert_heads_attend_to_offsets<'a>(offsets: &[usize], len: usize, query: impl Fn(usize, usize) -> &'a [f32], key: impl Fn(usize, usize) -> &'a [f32]) {
+    fn assert_heads_attend_to_offsets<'a>(
+        offsets: &[usize],
+        len: usize,
+        query: impl Fn(usize, usize) -> &'a [f32],
+        key: impl Fn(usize, usize) -> &'a [f32],
+    ) {
         for (h, &k) in offsets.iter().enumerate() {
             let (mut weight, mut hits) = (0.0f32, 0);
             for i in 8..len {
@@ -608,9 +613,19 @@ mod tests {
         let ids: Vec<i64> = (0..10).map(|i| (i * 7 % 40) as i64).collect();
         let full = hidden(&model, &ids, 0, &device);
         let tensor = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [1, v.len()]), &device);
-        let mut out = model.forward(Gpt2Input { embeds: model.embed(tensor(ids[..6].to_vec())), positions: tensor((0..6).collect()), key_mask: None, cache: None });
+        let mut out = model.forward(Gpt2Input {
+            embeds: model.embed(tensor(ids[..6].to_vec())),
+            positions: tensor((0..6).collect()),
+            key_mask: None,
+            cache: None,
+        });
         for (i, &id) in ids.iter().enumerate().skip(6) {
-            out = model.forward(Gpt2Input { embeds: model.embed(tensor(vec![id])), positions: tensor(vec![i as i64]), key_mask: None, cache: Some(out.cache) });
+            out = model.forward(Gpt2Input {
+                embeds: model.embed(tensor(vec![id])),
+                positions: tensor(vec![i as i64]),
+                key_mask: None,
+                cache: Some(out.cache),
+            });
             let step: Vec<f32> = out.hidden.clone().into_data().try_to_vec::<f32>().unwrap();
             let diff = step.iter().zip(&full[i * 32..(i + 1) * 32]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff < 1e-4, "position {i}: cached {diff} off the full pass");

@@ -60,6 +60,36 @@ impl Default for GenConfig {
     }
 }
 
+/// Graph draws allowed for one question before the generator gives up on a configuration (about
+/// a second's work; an ordinary question takes a few hundred).
+pub const MAX_DRAWS_PER_QUESTION: usize = 2_000_000;
+
+impl GenConfig {
+    /// Refuses node and hop ranges no graph can have: 4-32 nodes (two persons, a root-to-target
+    /// path and a negative target), and a shortest path with room in the largest graph.
+    pub fn validate(&self) -> Result<(), String> {
+        let (n, h) = ((self.min_nodes, self.max_nodes), (self.min_hops, self.max_hops));
+        if n.0 < 4 || n.1 > 32 || n.0 > n.1 {
+            return Err(format!("nodes {}-{}: graphs have 4-32 nodes (MIN <= MAX)", n.0, n.1));
+        }
+        if h.0 == 0 || h.0 > h.1 {
+            return Err(format!("hops {}-{}: a question's shortest path has at least 1 hop (MIN <= MAX)", h.0, h.1));
+        }
+        if h.0 + 3 > n.1 {
+            return Err(format!(
+                "hops {}-{} with nodes {}-{}: a {}-hop path, the other person and the wrong option need at least {} nodes",
+                h.0,
+                h.1,
+                n.0,
+                n.1,
+                h.0,
+                h.0 + 3
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A concept graph: `edges[i] = (parent, child)`, node ids in creation order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
@@ -369,29 +399,42 @@ const CHUNK: usize = 512;
 
 /// `n` questions for `seed`, none of whose question text is in `exclude` (the official sets).
 /// About 99% of drawn graphs are redrawn (isolated nodes), so chunks run on all cores natively.
-pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>) -> Vec<Item> {
+/// `Err` for a configuration `GenConfig::validate` refuses, or when `MAX_DRAWS_PER_QUESTION`
+/// draws in a row give no question (ranges that are possible but that the generator's graphs
+/// practically never have, e.g. a 29-hop path in 32 nodes).
+pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>) -> Result<Vec<Item>, String> {
+    cfg.validate()?;
     let chunks = n.div_ceil(CHUNK);
-    let chunk = |i: usize| {
+    let chunk = |i: usize| -> Result<Vec<Item>, String> {
         let mut rng = Xoshiro256::seed_from_u64(seed ^ (i as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         let want = CHUNK.min(n - i * CHUNK);
         let mut items = Vec::with_capacity(want);
         let mut edges = Vec::with_capacity(128);
+        let mut draws = 0;
         while items.len() < want {
+            draws += 1;
+            if draws > MAX_DRAWS_PER_QUESTION {
+                return Err(format!(
+                    "no question with a {}-{}-hop shortest path in {MAX_DRAWS_PER_QUESTION} draws of {}-{}-node graphs: this generator's graphs (practically) never have one; widen the nodes or lower the hops",
+                    cfg.min_hops, cfg.max_hops, cfg.min_nodes, cfg.max_nodes
+                ));
+            }
             let Some(n) = random_edges(&mut rng, cfg, &mut edges) else { continue };
             let g = Graph { n, edges: edges.clone() };
             let Some((root, target, neg)) = pick_question(&mut rng, &g, cfg) else { continue };
             let item = make_item(&mut rng, &g, root, target, neg);
             if !exclude.contains(&item.question) {
                 items.push(item);
+                draws = 0;
             }
         }
-        items
+        Ok(items)
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
         let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).min(chunks.max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut parts: Vec<(usize, Vec<Item>)> = std::thread::scope(|s| {
+        let mut parts: Vec<(usize, Result<Vec<Item>, String>)> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| {
@@ -401,7 +444,13 @@ pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>)
                             if i >= chunks {
                                 return done;
                             }
-                            done.push((i, chunk(i)));
+                            let part = chunk(i);
+                            let failed = part.is_err();
+                            done.push((i, part));
+                            if failed {
+                                next.store(chunks, std::sync::atomic::Ordering::Relaxed); // stop the others too
+                                return done;
+                            }
                         }
                     })
                 })
@@ -409,11 +458,19 @@ pub fn generate(n: usize, seed: u64, cfg: &GenConfig, exclude: &HashSet<String>)
             workers.into_iter().flat_map(|w| w.join().expect("generator thread")).collect()
         });
         parts.sort_by_key(|(i, _)| *i);
-        parts.into_iter().flat_map(|(_, items)| items).collect()
+        let mut all = Vec::with_capacity(n);
+        for (_, part) in parts {
+            all.extend(part?);
+        }
+        Ok(all)
     }
     #[cfg(target_arch = "wasm32")]
     {
-        (0..chunks).flat_map(chunk).collect()
+        let mut all = Vec::with_capacity(n);
+        for i in 0..chunks {
+            all.extend(chunk(i)?);
+        }
+        Ok(all)
     }
 }
 

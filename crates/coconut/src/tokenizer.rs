@@ -26,7 +26,7 @@ const WORD_PATTERN: &str = r"\n|[A-Za-z0-9_]+|[^\sA-Za-z0-9_]";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("unknown words (not in the model's vocabulary): {}", .0.join(", "))]
+    #[error("unknown words (not in the model's vocabulary): {}", .0.iter().map(|w| w.escape_debug().to_string()).collect::<Vec<_>>().join(", "))]
     UnknownWords(Vec<String>),
     #[error("tokenizer: {0}")]
     Load(String),
@@ -168,6 +168,15 @@ impl CoconutTokenizer {
 
     pub fn to_json(&self) -> Result<String, TokenizerError> {
         self.inner.to_string(false).map_err(load_err)
+    }
+
+    /// The tokenizer's model as tokenizer.json names it (`WordLevel`, `BPE`).
+    pub fn kind(&self) -> String {
+        self.to_json()
+            .ok()
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+            .and_then(|v| v["model"]["type"].as_str().map(String::from))
+            .unwrap_or_default()
     }
 
     pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {

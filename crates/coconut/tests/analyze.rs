@@ -11,7 +11,7 @@ fn analysis_reports_graph_heights_frontiers_and_node_values() {
     device.seed(3);
     let model = Gpt2Config { dropout: 0.0, n_positions: 256, ..Gpt2Config::small(tok.vocab_size(), 1, 32, 2) }.init(&device);
     let q = "Tom is a wumpus. Every wumpus is a yumpus. Tom is a zumpus. Is Tom a yumpus or zumpus?";
-    let a = analyze(&model, &tok, q, 2, &device).unwrap();
+    let a = analyze(&model, &tok, q, 2, 256, &device).unwrap();
     assert_eq!(a.names, ["Tom", "wumpus", "yumpus", "zumpus"]);
     assert_eq!(a.root, 0);
     // Shortest distance to a leaf: yumpus, zumpus 0; wumpus 1; Tom 1 (via zumpus).
@@ -27,7 +27,11 @@ fn analysis_reports_graph_heights_frontiers_and_node_values() {
         assert!(s.values.iter().sum::<f32>() <= 1.0 + 1e-4);
         assert!((s.distribution.iter().sum::<f32>() - 1.0).abs() <= 1e-4);
     }
-    assert!(analyze(&model, &tok, "Tom is a florp. Is Tom a florp or wumpus?", 1, &device).is_err());
+    assert!(analyze(&model, &tok, "Tom is a florp. Is Tom a florp or wumpus?", 1, 256, &device).is_err());
+    // More thoughts than the model has positions: refused by name before any compute.
+    let err = analyze(&model, &tok, q, 300, 256, &device).unwrap_err();
+    assert!(err.contains("this model takes at most 256"), "{err}");
+    assert!(analyze(&model, &tok, q, usize::MAX, 256, &device).is_err());
 }
 
 /// Multi-token names (GPT-2 BPE): the cached per-name continuation equals scoring each full
@@ -46,7 +50,7 @@ fn multi_token_node_values_equal_scoring_each_full_sequence() {
     device.seed(5);
     let model = Gpt2Config { dropout: 0.0, n_positions: 128, ..Gpt2Config::small(tok.vocab_size(), 1, 16, 2) }.init(&device);
     let q = "Tom is a wumpus. Every wumpus is a yumpus. Tom is a zumpus. Is Tom a yumpus or zumpus?";
-    let a = analyze(&model, &tok, q, 1, &device).unwrap();
+    let a = analyze(&model, &tok, q, 1, 128, &device).unwrap();
     let t_item = Tokenized::question(q, &tok).unwrap();
     for (t, lead) in [(0, "Tom is a"), (1, "Every")] {
         let mut prompt = Curriculum::default().prompt(&t_item, t, tok.special);

@@ -51,16 +51,16 @@ fn malformed_files_name_the_item_and_field() {
 #[test]
 fn generator_is_deterministic_valid_and_disjoint_from_official_sets() {
     let exclude: HashSet<String> = parse_items(&official("prosqa_test.json")).unwrap().into_iter().map(|i| i.question).collect();
-    let a = prosqa::generate(300, 5, &GenConfig::default(), &exclude);
-    assert_eq!(a, prosqa::generate(300, 5, &GenConfig::default(), &exclude));
-    assert_ne!(a, prosqa::generate(300, 6, &GenConfig::default(), &exclude));
+    let a = prosqa::generate(300, 5, &GenConfig::default(), &exclude).unwrap();
+    assert_eq!(a, prosqa::generate(300, 5, &GenConfig::default(), &exclude).unwrap());
+    assert_ne!(a, prosqa::generate(300, 6, &GenConfig::default(), &exclude).unwrap());
     // Every item survives the strict loader and never repeats an official question.
     let reloaded = parse_items(coconut::data::to_json(&a).as_bytes()).unwrap();
     assert_eq!(reloaded, a);
     assert!(a.iter().all(|i| !exclude.contains(&i.question)));
     // An excluded question is never emitted: exclude the first one and regenerate.
     let first: HashSet<String> = [a[0].question.clone()].into();
-    assert!(prosqa::generate(300, 5, &GenConfig::default(), &first).iter().all(|i| i.question != a[0].question));
+    assert!(prosqa::generate(300, 5, &GenConfig::default(), &first).unwrap().iter().all(|i| i.question != a[0].question));
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn generated_statistics_meet_the_goal_against_the_official_sets() {
     let reference = dataset_stats(&official_items).unwrap();
     // Paper/README figures of the official files.
     assert!((reference.nodes.mean - 22.8).abs() < 0.05 && (reference.edges.mean - 36.0).abs() < 0.05);
-    let ours = dataset_stats(&prosqa::generate(20_000, 1, &GenConfig::default(), &HashSet::new())).unwrap();
+    let ours = dataset_stats(&prosqa::generate(20_000, 1, &GenConfig::default(), &HashSet::new()).unwrap()).unwrap();
     for c in compare(&ours, &reference) {
         assert!(c.ok, "{}: ours {:.3}, official {:.3}, allowed ±{:.3}", c.name, c.ours, c.reference, c.tolerance);
     }

@@ -9,7 +9,7 @@ use coconut::{Gpt2Config, prosqa};
 
 #[test]
 fn two_devices_follow_the_single_device_loss_curve() {
-    let items = prosqa::generate(8, 2, &prosqa::GenConfig::default(), &Default::default());
+    let items = prosqa::generate(8, 2, &prosqa::GenConfig::default(), &Default::default()).unwrap();
     let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text()]).unwrap();
     let data: Vec<Tokenized> = items.iter().map(|i| Tokenized::new(i, &tok).unwrap()).collect();
     let curriculum = Curriculum { variant: Variant::Coconut, max_latent_stage: 2, ..Curriculum::default() };
