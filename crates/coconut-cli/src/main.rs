@@ -25,6 +25,9 @@ fn tune_allocator() {
 use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
 
 const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
+/// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
+/// source location so that it does not depend on the current directory.
+const OFFICIAL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/prosqa");
 /// Where the default run's resumable checkpoint is committed (model, optimizer and trainer state).
 const COMMITTED_RUNS: &str = "checkpoints";
 
@@ -48,8 +51,9 @@ struct Cli {
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
     devices: Option<u16>,
     /// Where the official ProsQA sets are (prosqa_valid.json, prosqa_test.json): generated
-    /// questions (`train`, `data prosqa`) are never one of theirs. Missing: a warning.
-    #[arg(long, global = true, default_value = "../shared/prosqa")]
+    /// questions (`train`, `data prosqa`) are never one of theirs. Missing: a warning. Default:
+    /// `shared/prosqa` beside the checkout this binary was built from, wherever it runs.
+    #[arg(long, global = true, default_value = OFFICIAL_DATA)]
     official_data: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -491,12 +495,23 @@ fn official_files(dir: &std::path::Path) -> Vec<PathBuf> {
 }
 
 /// Memory a generated set of `n` questions takes while it is made (~7 KB a question, measured at
-/// 50,000: 333 MB peak); above 1 GB the generator says so before it starts.
-fn warn_memory(n: usize) {
+/// 50,000: 333 MB peak): above 1 GB the generator says so before it starts, and it refuses a set
+/// that would not fit in this machine's memory.
+fn check_memory(n: usize) -> Result<()> {
     let gb = n as f64 * 7e3 / 1e9;
+    let total_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb * 1024.0 / 1e9);
+    if let Some(total) = total_gb.filter(|&t| gb > t) {
+        bail!(
+            "--n {n}: the questions are made in memory and would need about {gb:.0} GB; this machine has {total:.0} GB (make several files with different --seed)"
+        );
+    }
     if gb > 1.0 {
         eprintln!("warning: {n} questions are generated in memory: about {gb:.1} GB");
     }
+    Ok(())
 }
 
 fn data_command(command: DataCommand, official_data: &std::path::Path) -> Result<()> {
@@ -515,14 +530,14 @@ fn data_command(command: DataCommand, official_data: &std::path::Path) -> Result
             let gen_config = prosqa::GenConfig { min_nodes: nodes.0, max_nodes: nodes.1, min_hops: hops.0, max_hops: hops.1, ..Default::default() };
             let ranges = format!("--nodes {}-{} --hops {}-{}", nodes.0, nodes.1, hops.0, hops.1);
             gen_config.validate().map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
-            warn_memory(n);
+            check_memory(n)?;
             let items = prosqa::generate(n, seed, &gen_config, &seen).map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
             let secs = t0.elapsed().as_secs_f64();
             write_atomic(&out, data::to_json(&items).as_bytes())?;
             eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
         }
         DataCommand::Prontoqa { gen_args: GenArgs { n, seed, out } } => {
-            warn_memory(n);
+            check_memory(n)?;
             write_atomic(&out, data::to_json(&coconut::prontoqa::generate(n, seed)).as_bytes())?;
             eprintln!("{n} ProntoQA questions (seed {seed}) -> {}", out.display());
         }

@@ -147,7 +147,10 @@ fn a_second_writer_is_refused_while_the_first_holds_the_run() {
     // A lock left by a process that is gone (a kill -9) is taken over, and released at the end.
     std::fs::write(run.join("train.lock"), "4000000000\n").unwrap();
     let out = coconut_ok(&["--devices", "1", "train", "--resume", s(&run)]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("taking it over"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("taking it over"), "{err}");
+    // A CPU resume starts no GPU driver (Burn's default device follows --backend).
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!run.join("train.lock").exists());
 }
 
@@ -169,6 +172,24 @@ fn resume_refuses_a_changed_config_or_a_corrupt_optimizer_state() {
         refused(&["--devices", "1", "train", "--resume", s(&run)], &format!("{file}: SHA-256 differs"));
         std::fs::write(&path, &good).unwrap();
     }
+    // A missing file is named with its path.
+    std::fs::remove_file(run.join("last/trainer.json")).unwrap();
+    refused(&["--devices", "1", "train", "--resume", s(&run)], "last/trainer.json");
+}
+
+#[test]
+fn a_loss_that_blows_up_before_any_checkpoint_says_so() {
+    let dir = fresh_dir("nan-fresh");
+    let config = dir.join("nan.toml");
+    let base = std::fs::read_to_string(root().join("configs/tiny-overfit.toml")).unwrap();
+    // 64 questions in batches of 16: the loss of step 2 (after one huge step) is the first bad one,
+    // logged (log_every = 1) before the first epoch ends and before any checkpoint.
+    let data = dir.join("q64.json");
+    coconut_ok(&["data", "prosqa", "--n", "64", "--seed", "11", "--out", s(&data)]);
+    std::fs::write(&config, base.replace("lr = 3e-3", "lr = 1e30").replace("runs/q16.json", s(&data)).replace("log_every = 20", "log_every = 1"))
+        .unwrap();
+    let err = refused(&["--devices", "1", "train", "--config", s(&config), "--out", s(&dir.join("run"))], "No checkpoint was written");
+    assert!(!err.contains("last good checkpoint"), "{err}");
 }
 
 #[test]
@@ -248,6 +269,10 @@ fn numeric_flags_out_of_range_are_refused_by_name() {
     refused(&["--devices", "0", "backends"], "--devices");
     refused(&["--devices", "18446744073709551615", "backends"], "--devices");
     refused(&["data", "prosqa", "--n", "0", "--out", s(&dir.join("x.json"))], "--n");
+    refused(&["data", "prosqa", "--n", "10000000000", "--out", s(&dir.join("x.json"))], "would need about 70000 GB");
+    // Without the official sets the generator says it cannot keep away from them.
+    let out = coconut_ok(&["--official-data", "/nonexistent", "data", "prosqa", "--n", "2", "--out", s(&dir.join("x.json"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot exclude /nonexistent/prosqa_test.json"));
     refused(&["bench", "--train-steps", "0"], "--train-steps");
     refused(&["bench", "--questions", "0"], "--questions");
     refused(&["bench", "--batch-size", "0"], "--batch-size");
