@@ -268,6 +268,11 @@ fn numeric_flags_out_of_range_are_refused_by_name() {
     std::fs::write(&data, "[]").unwrap();
     refused(&["--devices", "0", "backends"], "--devices");
     refused(&["--devices", "18446744073709551615", "backends"], "--devices");
+    // More GPUs than the machine has: a clear error, not a panic (on a machine with them, it trains).
+    let (config, run) = (root().join("configs/tiny-overfit.toml"), dir.join("gpu-run"));
+    let out = coconut(&["--backend", "wgpu", "--devices", "64", "train", "--config", s(&config), "--out", s(&run)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && err.contains("--devices 64: GPU"), "{err}");
     refused(&["data", "prosqa", "--n", "0", "--out", s(&dir.join("x.json"))], "--n");
     refused(&["data", "prosqa", "--n", "10000000000", "--out", s(&dir.join("x.json"))], "would need about 70000 GB");
     // Without the official sets the generator says it cannot keep away from them.
