@@ -116,6 +116,10 @@ enum Command {
         /// keys are listed; the batch size may change only at an epoch end).
         #[arg(long, requires = "resume")]
         allow_config_change: bool,
+        /// Stop after SECONDS of training in this invocation, with a resumable checkpoint in last/
+        /// (a lent GPU for a fixed window; `--resume` continues exactly).
+        #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+        time_budget: Option<f64>,
     },
     /// Batched greedy decoding after k continuous thoughts (KV-cached).
     Generate {
@@ -327,7 +331,15 @@ fn default_run(cli_backend: &str, devices: Option<u16>, official_data: &std::pat
         copy_dir(&committed, &out)?;
     }
     let resume = resumable(&out).then(|| out.clone());
-    let run = train::RunArgs { config, out, resume, overwrite: false, allow_config_change: false, official_data: official_data.to_path_buf() };
+    let run = train::RunArgs {
+        config,
+        out,
+        resume,
+        overwrite: false,
+        allow_config_change: false,
+        official_data: official_data.to_path_buf(),
+        time_budget: None,
+    };
     train::train(&run, training_devices(cli_backend, devices)?)
 }
 
@@ -422,9 +434,9 @@ fn run(cli: Cli) -> Result<()> {
                 None => println!("{json}"),
             }
         }
-        Command::Train { config, out, resume, overwrite, allow_config_change } => {
+        Command::Train { config, out, resume, overwrite, allow_config_change, time_budget } => {
             let out = out.unwrap_or_else(|| default_out(&config));
-            let run = train::RunArgs { config, out, resume, overwrite, allow_config_change, official_data: cli.official_data };
+            let run = train::RunArgs { config, out, resume, overwrite, allow_config_change, official_data: cli.official_data, time_budget };
             train::train(&run, training_devices(&cli.backend, cli.devices)?)?;
         }
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
@@ -764,6 +776,14 @@ fn print_default_plan() {
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// A positive, finite number of seconds.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 /// A count that must be at least 1.

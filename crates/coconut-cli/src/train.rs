@@ -526,6 +526,8 @@ pub struct RunArgs {
     pub allow_config_change: bool,
     /// The official ProsQA sets (never trained on).
     pub official_data: PathBuf,
+    /// Stop (with a resumable checkpoint) after this many seconds of this invocation.
+    pub time_budget: Option<f64>,
 }
 
 /// One writer per run directory: `train.lock` holds the writer's PID; a lock whose process is gone
@@ -768,6 +770,7 @@ pub fn train(run: &RunArgs, devices: Vec<Device>) -> Result<()> {
     let mut window = (Instant::now(), 0usize);
 
     let mut clock = Instant::now();
+    let started = Instant::now();
     // Stages past the last are one phase (every step is a thought); a new phase starts a new best.
     let phase = |s: usize| s.min(cfg.curriculum.max_latent_stage + 1);
     while state.epoch < cfg.run.epochs {
@@ -845,6 +848,22 @@ pub fn train(run: &RunArgs, devices: Vec<Device>) -> Result<()> {
             if state.global_step % cfg.run.checkpoint_every.max(1) == 0 && state.batch_in_epoch < batches.len() {
                 add_elapsed(&mut state, &mut clock);
                 save_last(&out, &config, &model, &tok, &optim, &state, &cfg)?;
+            }
+            if run.time_budget.is_some_and(|b| started.elapsed().as_secs_f64() >= b) && state.batch_in_epoch < batches.len() {
+                add_elapsed(&mut state, &mut clock);
+                save_last(&out, &config, &model, &tok, &optim, &state, &cfg)?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "time budget of {:.0} s reached at step {} (epoch {}, batch {}): saved {}; continue with `--resume {}`",
+                    run.time_budget.unwrap_or(0.0),
+                    state.global_step,
+                    state.epoch,
+                    state.batch_in_epoch,
+                    out.join("last").display(),
+                    out.display()
+                );
+                drop(lock);
+                return Ok(());
             }
         }
         // Epoch end: validation accuracy with the stage's thoughts, checkpoints.
