@@ -289,13 +289,20 @@ test("CPU fallback: fine-tune in the tab: loss chart updates and falls, pause/re
 });
 
 test("no WebGPU adapter: the CPU fallback says so and gives the same answer as native; the CoT baseline model too", { timeout: 600_000 }, async () => {
-  const { browser, page } = await openApp([]);
+  const { browser, page, errors } = await openApp([]);
   try {
     assert.match(await page.textContent('[data-testid="backend-badge"]'), /CPU/);
     assert.match(await page.textContent("#fallback-reason"), /CPU fallback: .+/);
+    // The example box names the example the question box holds (the first, on load) ...
+    const examples = await page.evaluate(() => fetch("static/examples.json").then((r) => r.json()));
+    assert.equal(await page.inputValue('[data-testid="example-select"]'), "0");
+    assert.equal(await page.inputValue('[data-testid="question-input"]'), examples[0].question);
     const item = await officialQuestion(3);
     const t0 = Date.now();
     const answer = await ask(page, item.question, K);
+    // ... and, for a question typed in, that example or none.
+    const shown = examples.findIndex((e) => e.question === item.question);
+    assert.equal(await page.inputValue('[data-testid="example-select"]'), shown < 0 ? "" : String(shown));
     const firstAnswerMs = Date.now() - t0;
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thought-frame"]').length === n, K + 1, { timeout: 120_000 });
     console.log(`# CPU (wasm): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);
@@ -339,6 +346,8 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     const cot = JSON.parse(native(["generate", "--checkpoint", COT_MODEL, "--method", "cot", "--question", item.question, "--k", "0", "--json"]));
     assert.equal((await page.textContent('[data-testid="answer"]')).trim(), (Array.isArray(cot) ? cot[0] : cot).answer);
     await page.screenshot({ path: join(ARTIFACTS, "cot-model.png"), fullPage: true });
+    // Nothing the page asked for was missing (a 404 shows as a console error).
+    assert.deepEqual(errors.filter((e) => /404|Failed to load resource/.test(e)), []);
   } finally {
     await browser.close();
   }

@@ -347,6 +347,18 @@ pub fn app() -> Html {
             }
         });
     }
+    // The example box names the example the question box holds, or none (an edited or generated
+    // question); set after each render, so a browser's restored form state cannot disagree with it.
+    let example_select = use_node_ref();
+    {
+        let shown = examples.iter().position(|e| e.question == *question).map(|i| i.to_string()).unwrap_or_default();
+        let r = example_select.clone();
+        use_effect_with(shown, move |v| {
+            if let Some(sel) = r.cast::<HtmlSelectElement>() {
+                sel.set_value(v);
+            }
+        });
+    }
 
     let on_ask = {
         let (worker, dispatch, question, k, mode, next_id) =
@@ -378,7 +390,7 @@ pub fn app() -> Html {
         <div class="columns">
           <section class="ask" aria-labelledby="ask-h">
             <h2 id="ask-h">{"Ask a ProsQA question"}</h2>
-            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, &mode_select, max_k, &valid, can_ask, on_ask) }
+            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, (&mode_select, &example_select), max_k, &valid, can_ask, on_ask) }
           </section>
           <section class="watch" aria-labelledby="watch-h">
             <h2 id="watch-h">{"Watch the continuous thoughts"}</h2>
@@ -510,7 +522,7 @@ fn question_panel(
     seed_note: &UseStateHandle<Option<String>>,
     k: &UseStateHandle<usize>,
     mode: &UseStateHandle<Mode>,
-    mode_select: &NodeRef,
+    (mode_select, example_select): (&NodeRef, &NodeRef),
     max_k: usize,
     valid: &Validation,
     can_ask: bool,
@@ -583,7 +595,9 @@ fn question_panel(
       <>
         <div class="row">
           <label>{"Example: "}
-            <select onchange={on_example} aria-label="Example questions from the official validation set">
+            <select ref={example_select.clone()} onchange={on_example} autocomplete="off" data-testid="example-select"
+                    aria-label="Example questions from the official validation set">
+              <option value="">{"(your own or a generated question)"}</option>
               { for examples.iter().enumerate().map(|(i, ex)| {
                   let query = ex.question.rsplit(". ").next().unwrap_or(&ex.question);
                   html! { <option value={i.to_string()}>{format!("validation #{}: {query}", i + 1)}</option> }
