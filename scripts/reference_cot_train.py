@@ -5,7 +5,7 @@ each step + "\\n", "### " + answer + EOS, loss on the steps and the answer only.
 
 Every EVAL steps it prints the training loss and the teacher-forced log-probability of the
 lookup tokens of held-out questions (Y in "Every X is a Y." and "Tom is a Y.", as
-scripts/lookup_probe.py), next to the uniform baseline. Used to tell a slow lookup in our trainer
+`coconut probe lookup`), next to the uniform baseline. Used to tell a slow lookup in our trainer
 from a bug in it: the same model, data and optimizer in PyTorch should learn at the same pace.
 
 Usage: scripts/reference_cot_train.py TOKENIZER.json TRAIN.json HELDOUT.json STEPS

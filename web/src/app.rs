@@ -315,7 +315,7 @@ pub fn app() -> Html {
     let examples = use_state(Vec::<Example>::new);
     let question = use_state(String::new);
     let seed_note = use_state(|| None::<String>);
-    let k = use_state(|| 6usize);
+    let k = use_state(|| coconut::checkpoint::DEFAULT_THOUGHTS);
     let mode = use_state(|| Mode::Coconut);
     let next_id = use_mut_ref(|| 0u32);
     {

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 mod bench;
 mod infer;
+mod probe;
 mod train;
 
 /// glibc serves every allocation above 128 KiB with a fresh mmap and unmaps it on free, so each
@@ -182,6 +183,11 @@ enum Command {
         /// Write the JSON here (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// What a model has learned over a set of questions: the lookup probe, the latent mass.
+    Probe {
+        #[command(subcommand)]
+        command: probe::ProbeCommand,
     },
     /// Generate, check and describe datasets (ProsQA in the official JSON format).
     Data {
@@ -422,6 +428,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Data { command } => data_command(command, &cli.official_data)?,
+        Command::Probe { command } => probe::probe(command, device(&cli.backend)?)?,
         Command::Analyze { checkpoint, question, k, out } => {
             let device = device(&cli.backend)?;
             let ckpt = Checkpoint::load(&checkpoint)?;

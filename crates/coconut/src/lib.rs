@@ -1,7 +1,8 @@
 //! Coconut: Chain of Continuous Thought (Hao et al. 2024, arXiv 2412.06769) on GPT-2, in Burn.
 //!
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
-//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics), [`backend`] (the only place naming backends).
+//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics),
+//! [`analyze`] and [`probe`] (what a model computes, per question and over a set), [`backend`] (the only place naming backends).
 
 pub mod analyze;
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod generate;
 pub mod gpt2;
 pub mod gsm8k;
 pub mod hf;
+pub mod probe;
 pub mod prontoqa;
 pub mod prosqa;
 pub mod score;

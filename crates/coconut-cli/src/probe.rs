@@ -1,0 +1,94 @@
+//! `coconut probe`: what a model has learned, over a set of questions, in one run (one model load).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use coconut::Checkpoint;
+use coconut::probe::{latent_mass, latent_mass_table, lookup_probe};
+
+#[derive(Subcommand)]
+pub enum ProbeCommand {
+    /// Teacher-forced log-probabilities of the language chain: copy (X in "Every X is a Y"), lookup
+    /// (Y: the fact about X found in the question), answer; next to the uniform baseline.
+    Lookup {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// ProsQA questions with their graphs (generated or official).
+        #[arg(long)]
+        data: PathBuf,
+        /// The first N questions.
+        #[arg(long, default_value_t = 30)]
+        n: usize,
+        /// Also write the JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Where each continuous thought puts its value: the two options, the frontier, the other
+    /// reachable nodes, the rest (mean over N questions); writes OUT.json and OUT.md.
+    LatentMass {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Output prefix: OUT.json, OUT.md.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+        /// Thoughts (default: the k the checkpoint was trained for, else 6).
+        #[arg(long)]
+        k: Option<usize>,
+    },
+}
+
+pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()> {
+    let load = |checkpoint: &PathBuf, data: &PathBuf, n: usize| -> Result<_> {
+        let ckpt = Checkpoint::load(checkpoint)?;
+        let model = ckpt.model(&device)?;
+        let mut items = crate::infer::load_items(data)?;
+        items.truncate(n);
+        anyhow::ensure!(!items.is_empty(), "{}: no questions to probe", data.display());
+        Ok((ckpt, model, items))
+    };
+    match command {
+        ProbeCommand::Lookup { checkpoint, data, n, json } => {
+            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
+            let p = lookup_probe(&model, &ckpt.tokenizer, &items, ckpt.config.n_positions, &device)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| data.display().to_string())?;
+            eprintln!(
+                "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions)",
+                checkpoint.display(),
+                p.copy.mean_logprob,
+                p.lookup.mean_logprob,
+                p.answer.mean_logprob,
+                p.uniform_logprob,
+                p.questions
+            );
+            let mut v = serde_json::to_value(&p)?;
+            v["checkpoint"] = checkpoint.display().to_string().into();
+            println!("{v}");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| path.display().to_string())?;
+            }
+        }
+        ProbeCommand::LatentMass { checkpoint, data, out, n, k } => {
+            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
+            let (_, k, _) = ckpt.asked_as(None, k);
+            let rows = latent_mass(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, &device)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| data.display().to_string())?;
+            let name = data.file_name().unwrap_or_default().to_string_lossy();
+            let caption = format!("Mean value per thought by kind of node, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
+            let md = latent_mass_table(&rows, &caption);
+            let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "rows": rows });
+            for (ext, text) in [("json", serde_json::to_string_pretty(&v)?), ("md", md.clone())] {
+                let path = PathBuf::from(format!("{}.{ext}", out.display()));
+                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+            }
+            println!("{md}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `coconut probe` computes the analysis quantities RESULTS.md reports; its figures equal those of
+//! the Python scripts it replaces (their outputs on the same inputs are the fixtures).
+
+mod common;
+use common::{coconut_ok, fresh_dir, root};
+
+fn fixture(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(root().join("tests/fixtures").join(name)).unwrap()).unwrap()
+}
+
+fn close(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-5, "{what}: ours {a}, the script's {b}");
+}
+
+#[test]
+fn the_lookup_probe_matches_the_scripts_figures() {
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let ckpt = root().join("static/models/prosqa-cot");
+    let out = coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "10"]);
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = fixture("lookup-probe-prosqa-cot-valid10.json");
+    for kind in ["copy", "lookup", "answer"] {
+        close(&ours[kind]["mean_logprob"], &script[kind]["mean_logprob"], kind);
+        assert_eq!(ours[kind]["tokens"], script[kind]["tokens"], "{kind} tokens");
+    }
+    close(&ours["uniform_logprob"], &script["uniform_logprob"], "uniform");
+}
+
+#[test]
+fn the_latent_mass_matches_the_scripts_table() {
+    let dir = fresh_dir("latent-mass");
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let ckpt = root().join("static/models/prosqa-coconut");
+    let prefix = dir.join("mass");
+    let args = ["probe", "latent-mass", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5", "--k", "3"];
+    coconut_ok(&[&args[..], &["--out", prefix.to_str().unwrap()]].concat());
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("mass.json")).unwrap()).unwrap();
+    let script = fixture("latent-mass-prosqa-coconut-valid5-k3.json");
+    assert_eq!(ours["rows"].as_array().unwrap().len(), 4);
+    for (o, s) in ours["rows"].as_array().unwrap().iter().zip(script["rows"].as_array().unwrap()) {
+        for kind in ["options", "frontier", "reachable", "other"] {
+            close(&o[kind], &s[kind], &format!("thought {} {kind}", o["thought"]));
+        }
+    }
+    assert!(std::fs::read_to_string(dir.join("mass.md")).unwrap().contains("| thought | the two options |"));
+}
