@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    pub model: ModelSection,
+    /// Required without `run.init` (a model from scratch); with it, the model is the init's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSection>,
     pub data: DataSection,
     #[serde(default)]
     pub curriculum: Curriculum,
@@ -33,7 +35,7 @@ pub struct TrainConfig {
     pub run: RunSection,
 }
 
-/// A small GPT-2 from scratch (word-level vocabulary); ignored with `run.init`.
+/// A small GPT-2 from scratch (word-level vocabulary); not allowed with `run.init`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
@@ -79,6 +81,20 @@ pub enum PositionInit {
 
 fn default_positions() -> usize {
     768
+}
+
+impl ModelSection {
+    /// Stands in for the section when the model comes from `run.init` (only the checks use it).
+    const FROM_INIT: Self = Self {
+        n_layer: 1,
+        n_embd: 1,
+        n_head: 1,
+        n_positions: 1,
+        dropout: 0.0,
+        position_init: PositionInit::Normal,
+        offset_heads: Vec::new(),
+        position: PositionKind::Learned,
+    };
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -220,7 +236,21 @@ impl TrainConfig {
 
     /// Refuses values no run can train with, naming the key, before anything is written.
     pub fn validate(&self) -> Result<()> {
-        let (o, r, m) = (&self.optim, &self.run, &self.model);
+        let (o, r) = (&self.optim, &self.run);
+        let m = match (&self.model, &self.run.init) {
+            (Some(m), None) => m,
+            (None, Some(_)) => &ModelSection::FROM_INIT,
+            (None, None) => bail!("[model] is required for a model trained from scratch (no run.init)"),
+            (Some(_), Some(init)) => bail!("[model] and run.init = \"{init}\" both say what the model is: keep one"),
+        };
+        if let Some(init) = &self.run.init
+            && !init.starts_with("hf:")
+            && Path::new(init).components().any(|c| c.as_os_str() == "runs")
+        {
+            bail!(
+                "run.init = \"{init}\" points into runs/, which is not kept with the repository: use a committed checkpoint (checkpoints/) or hf:DIR"
+            );
+        }
         let checks: [(bool, &str); 12] = [
             (o.batch_size >= 1, "optim.batch_size must be at least 1"),
             (o.grad_accum >= 1, "optim.grad_accum must be at least 1"),
@@ -429,7 +459,7 @@ fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coco
         None => {
             let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
             let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
-            let m = &cfg.model;
+            let m = cfg.model.as_ref().context("[model] is required without run.init")?;
             let position = match m.position {
                 PositionKind::Learned => coconut::gpt2::Position::Learned,
                 PositionKind::Rope => coconut::gpt2::Position::Rope,
@@ -918,13 +948,15 @@ mod tests {
     }
 
     #[test]
-    fn every_shipped_config_parses() {
+    fn every_shipped_config_parses_and_is_a_valid_run() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                // Valid as a run: values in range, [model] xor run.init, no init in runs/.
+                cfg.validate().unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 n += 1;
             }
         }
