@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 mod bench;
+mod datasets;
+mod export;
 mod infer;
 mod probe;
 mod train;
@@ -23,7 +25,7 @@ fn tune_allocator() {
     }
 }
 
-use coconut::{BackendKind, Checkpoint, CoconutTokenizer, data, hf, prosqa, score};
+use coconut::{BackendKind, Checkpoint, CoconutTokenizer, hf, score};
 
 const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
 /// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
@@ -192,7 +194,7 @@ enum Command {
     /// Generate, check and describe datasets (ProsQA in the official JSON format).
     Data {
         #[command(subcommand)]
-        command: DataCommand,
+        command: datasets::DataCommand,
     },
     /// Training samples/s (stages 0, 3, 6), generation latency (batch 1, k = 6) and throughput (batch 32/128),
     /// peak memory; `--reference` runs the same work in PyTorch + HF transformers in the same run and reports ratios.
@@ -235,64 +237,6 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(0..=64))]
         max_thoughts: Option<u16>,
     },
-}
-
-/// How many questions, from which seed, into which file.
-#[derive(clap::Args)]
-struct GenArgs {
-    /// Number of questions (held in memory: about 7 KB each).
-    #[arg(long, value_parser = positive)]
-    n: usize,
-    /// Random seed: the same (n, seed) always writes the same file.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output file (official JSON format), written atomically.
-    #[arg(long)]
-    out: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum DataCommand {
-    /// Generate ProsQA questions (the paper's Algorithm 1, fitted to the official statistics).
-    Prosqa {
-        #[command(flatten)]
-        gen_args: GenArgs,
-        /// Files whose questions are never emitted (default: the official sets in --official-data;
-        /// missing files: a warning).
-        #[arg(long, num_args = 1..)]
-        exclude: Vec<PathBuf>,
-        /// Nodes per graph, MIN-MAX (the official size is 21-26; smaller graphs are what the
-        /// trainer's `data.graph_warmup` starts from).
-        #[arg(long, default_value = "21-26", value_parser = parse_range)]
-        nodes: (usize, usize),
-        /// Shortest-path hops of the question, MIN-MAX.
-        #[arg(long, default_value = "3-6", value_parser = parse_range)]
-        hops: (usize, usize),
-    },
-    /// Generate 5-hop ProntoQA questions (fictional concepts, "True or false" queries).
-    Prontoqa {
-        #[command(flatten)]
-        gen_args: GenArgs,
-    },
-    /// Convert GSM8k in the iCoT text format (`question||steps #### answer`, one a line) to JSON items.
-    Gsm8k {
-        #[arg(long)]
-        input: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Statistics of a ProsQA file: nodes, edges, persons, hops, shortest paths, words, target-first rate.
-    Stats {
-        file: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Compare with a reference file (e.g. the official sets) against the generator's goal.
-        #[arg(long, num_args = 1..)]
-        compare: Vec<PathBuf>,
-    },
-    /// Validate a dataset file; exits non-zero on the first bad item, naming it and the field.
-    Check { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -377,7 +321,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::ImportHf { hf_dir, out } => {
             let device = device(&cli.backend)?;
             let (config, model, tokenizer) = hf::load_hf_dir(&hf_dir, &device).with_context(|| format!("importing {}", hf_dir.display()))?;
-            let foreign = foreign_files(&out, &checkpoint_files(&out))?;
+            let foreign = export::foreign_files(&out, &export::checkpoint_files(&out))?;
             if !foreign.is_empty() {
                 bail!(
                     "--out {} holds files that are not a checkpoint's ({}): choose a new or empty directory (nothing was changed)",
@@ -427,7 +371,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", b.name());
             }
         }
-        Command::Data { command } => data_command(command, &cli.official_data)?,
+        Command::Data { command } => datasets::data_command(command, &cli.official_data)?,
         Command::Probe { command } => probe::probe(command, device(&cli.backend)?)?,
         Command::Analyze { checkpoint, question, k, out } => {
             let device = device(&cli.backend)?;
@@ -490,7 +434,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => {
-            export_web(&checkpoint, &out, method.as_deref(), max_thoughts.map(usize::from), &device(&cli.backend)?)?
+            export::export_web(&checkpoint, &out, method.as_deref(), max_thoughts.map(usize::from), &device(&cli.backend)?)?
         }
         Command::Bench { config, json, reference, reference_device, batch_size, train_steps, questions, test_file } => bench::bench(
             bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, questions, test_file },
@@ -500,245 +444,8 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
-    let mut all = Vec::new();
-    for p in paths {
-        all.extend(infer::load_items(p)?);
-    }
-    Ok(all)
-}
-
-/// The official sets in `dir` (validation and test).
-fn official_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    ["prosqa_valid.json", "prosqa_test.json"].iter().map(|f| dir.join(f)).collect()
-}
-
-/// Memory a generated set of `n` questions takes while it is made (~7 KB a question, measured at
-/// 50,000: 333 MB peak): above 1 GB the generator says so before it starts, and it refuses a set
-/// that would not fit in this machine's memory.
-fn check_memory(n: usize) -> Result<()> {
-    let gb = n as f64 * 7e3 / 1e9;
-    let total_gb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|kb| kb * 1024.0 / 1e9);
-    if let Some(total) = total_gb.filter(|&t| gb > t) {
-        bail!(
-            "--n {n}: the questions are made in memory and would need about {gb:.0} GB; this machine has {total:.0} GB (make several files with different --seed)"
-        );
-    }
-    if gb > 1.0 {
-        eprintln!("warning: {n} questions are generated in memory: about {gb:.1} GB");
-    }
-    Ok(())
-}
-
-fn data_command(command: DataCommand, official_data: &std::path::Path) -> Result<()> {
-    match command {
-        DataCommand::Prosqa { gen_args: GenArgs { n, seed, out }, exclude, nodes, hops } => {
-            let exclude = if exclude.is_empty() { official_files(official_data) } else { exclude };
-            let mut seen = std::collections::HashSet::new();
-            for p in &exclude {
-                match load_items(std::slice::from_ref(p)) {
-                    Ok(items) => seen.extend(items.into_iter().map(|it| it.question)),
-                    Err(e) if !p.exists() => eprintln!("warning: cannot exclude {}: {e:#}", p.display()),
-                    Err(e) => return Err(e),
-                }
-            }
-            let t0 = std::time::Instant::now();
-            let gen_config = prosqa::GenConfig { min_nodes: nodes.0, max_nodes: nodes.1, min_hops: hops.0, max_hops: hops.1, ..Default::default() };
-            let ranges = format!("--nodes {}-{} --hops {}-{}", nodes.0, nodes.1, hops.0, hops.1);
-            gen_config.validate().map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
-            check_memory(n)?;
-            let items = prosqa::generate(n, seed, &gen_config, &seen).map_err(|e| anyhow::anyhow!("{ranges}: {e}"))?;
-            let secs = t0.elapsed().as_secs_f64();
-            write_atomic(&out, data::to_json(&items).as_bytes())?;
-            eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
-        }
-        DataCommand::Prontoqa { gen_args: GenArgs { n, seed, out } } => {
-            check_memory(n)?;
-            write_atomic(&out, data::to_json(&coconut::prontoqa::generate(n, seed)).as_bytes())?;
-            eprintln!("{n} ProntoQA questions (seed {seed}) -> {}", out.display());
-        }
-        DataCommand::Gsm8k { input, out } => {
-            let text = std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
-            let items = coconut::gsm8k::parse_icot(&text).with_context(|| input.display().to_string())?;
-            write_atomic(&out, data::to_json(&items).as_bytes())?;
-            eprintln!("{} GSM8k items -> {}", items.len(), out.display());
-        }
-        DataCommand::Stats { file, json, compare } => {
-            let stats = prosqa::dataset_stats(&load_items(std::slice::from_ref(&file))?)?;
-            let reference = if compare.is_empty() { None } else { Some(prosqa::dataset_stats(&load_items(&compare)?)?) };
-            if json {
-                let cmp = reference.as_ref().map(|r| prosqa::compare(&stats, r));
-                println!("{}", serde_json::json!({ "stats": stats, "reference": reference, "comparison": cmp }));
-            } else {
-                print_stats(&stats, reference.as_ref());
-            }
-        }
-        DataCommand::Check { file } => {
-            let items = load_items(std::slice::from_ref(&file))?;
-            println!("{}: {} items, all valid", file.display(), items.len());
-        }
-    }
-    Ok(())
-}
-
-fn print_stats(s: &prosqa::DatasetStats, reference: Option<&prosqa::DatasetStats>) {
-    let row = |name: &str, m: prosqa::MeanSd| format!("| {name} | {:.2} ± {:.2} |", m.mean, m.sd);
-    println!("| {} items | mean ± sd |\n|---|---|", s.items);
-    for (name, m) in [
-        ("nodes", s.nodes),
-        ("edges", s.edges),
-        ("persons", s.persons),
-        ("shortest path (hops)", s.hops),
-        ("shortest paths (count)", s.shortest_paths),
-        ("question words", s.question_words),
-    ] {
-        println!("{}", row(name, m));
-    }
-    let h = s.hop_share;
-    println!(
-        "| hops 3/4/5/6/more (%) | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} |",
-        100.0 * h[0],
-        100.0 * h[1],
-        100.0 * h[2],
-        100.0 * h[3],
-        100.0 * h[4]
-    );
-    println!("| target named first (%) | {:.1} |", 100.0 * s.target_first);
-    println!("| root is node 1 (%) | {:.1} |", 100.0 * s.root_is_node1);
-    if let Some(r) = reference {
-        println!("\n| quantity | this file | reference ({} items) | goal: within | ok |\n|---|---|---|---|---|", r.items);
-        for c in prosqa::compare(s, r) {
-            println!("| {} | {:.3} | {:.3} | ±{:.3} | {} |", c.name, c.ours, c.reference, c.tolerance, if c.ok { "yes" } else { "NO" });
-        }
-    }
-}
-
-/// Exports a checkpoint for the page into `out` (created, or an existing directory where only the
-/// export's own files are replaced: it never deletes what it did not write). `out` may not contain
-/// or lie inside the checkpoint. The weights are loaded on `device` first, like `eval` does, so a
-/// checkpoint that cannot run is not exported.
-fn export_web(
-    checkpoint: &std::path::Path,
-    out: &std::path::Path,
-    method: Option<&str>,
-    max_thoughts: Option<usize>,
-    device: &burn::prelude::Device,
-) -> Result<()> {
-    let ckpt = Checkpoint::load(checkpoint)?.without_files(); // validates before anything is written
-    ckpt.model(device).with_context(|| checkpoint.display().to_string())?;
-    let (method, k, defaulted) = ckpt.asked_as(method, None);
-    let method = method.as_str();
-    coconut::curriculum::Variant::parse(method).map_err(anyhow::Error::msg)?;
-    let max_thoughts = max_thoughts.unwrap_or(k);
-    if defaulted && ckpt.manifest.trained_for.is_none() {
-        eprintln!("note: {} does not record what it was trained for: exported as {method} (--method)", checkpoint.display());
-    }
-    let (source, target) = (std::fs::canonicalize(checkpoint)?, absolute(out)?);
-    if target.starts_with(&source) || source.starts_with(&target) {
-        bail!("--out {} contains or is inside --checkpoint {}: export into a directory of its own", out.display(), checkpoint.display());
-    }
-    if out.exists() && !out.is_dir() {
-        bail!("--out {} is a file, not a directory (nothing was changed)", out.display());
-    }
-    let tmp = coconut::checkpoint::temp_dir_for(out)?;
-    ckpt.write_files(&tmp)?;
-    let mut names: Vec<String> = ["manifest.json", "config.json", "tokenizer.json", ckpt.manifest.weights_file.as_str()].map(String::from).to_vec();
-    let mut files = Vec::new();
-    for name in &names {
-        let bytes = std::fs::read(tmp.join(name))?;
-        files.push(serde_json::json!({ "name": name, "bytes": bytes.len(), "sha256": coconut::checkpoint::sha256_hex(&bytes) }));
-    }
-    let web = serde_json::json!({
-        "format": "coconut-web",
-        "version": &ckpt.manifest.weights_sha256[..16],
-        "method": method,
-        "max_thoughts": max_thoughts,
-        "total_bytes": files.iter().map(|f| f["bytes"].as_u64().unwrap_or(0)).sum::<u64>(),
-        "files": files,
-    });
-    std::fs::write(tmp.join("web.json"), serde_json::to_string_pretty(&web)?).with_context(|| tmp.display().to_string())?;
-    names.push("web.json".into());
-    if !out.exists() {
-        coconut::checkpoint::replace_dir(&tmp, out)?;
-    } else {
-        // Into an existing directory: each file moves in by a rename (web.json last, so it never
-        // lists a file that is not there yet); files of an earlier export that this one lacks go;
-        // anything else in the directory (a model card, notes) stays.
-        let earlier = export_files(out);
-        for name in &names {
-            std::fs::rename(tmp.join(name), out.join(name)).with_context(|| out.join(name).display().to_string())?;
-        }
-        for name in earlier.iter().filter(|n| !names.contains(n)) {
-            if coconut::checkpoint::plain_file_name(name).is_ok() {
-                let _ = std::fs::remove_file(out.join(name));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    eprintln!("exported {} -> {} (version {})", checkpoint.display(), out.display(), web["version"]);
-    Ok(())
-}
-
-/// An absolute form of a path that may not exist yet (its existing ancestor resolved).
-fn absolute(path: &std::path::Path) -> Result<PathBuf> {
-    let path = std::path::absolute(path).with_context(|| path.display().to_string())?;
-    let mut existing = path.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        rest.push(existing.file_name().unwrap_or_default().to_owned());
-        existing = existing.parent().unwrap_or(std::path::Path::new("/"));
-    }
-    let mut resolved = std::fs::canonicalize(existing)?;
-    resolved.extend(rest.iter().rev());
-    Ok(resolved)
-}
-
-/// The files of an earlier export in `dir`: those its `web.json` lists, and web.json itself.
-fn export_files(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read(dir.join("web.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .filter(|w| w["format"] == "coconut-web")
-        .map(|w| {
-            let listed = w["files"].as_array().map(|fs| fs.iter().filter_map(|f| f["name"].as_str().map(String::from)).collect()).unwrap_or_default();
-            [listed, vec!["web.json".to_string()]].concat()
-        })
-        .unwrap_or_default()
-}
-
-/// The files of a checkpoint in `dir`: the four a checkpoint has, and those its manifest lists.
-fn checkpoint_files(dir: &std::path::Path) -> Vec<String> {
-    let Ok(manifest) = std::fs::read(dir.join("manifest.json")) else { return Vec::new() };
-    let Ok(m) = serde_json::from_slice::<coconut::checkpoint::Manifest>(&manifest) else { return Vec::new() };
-    let mut own: Vec<String> = ["manifest.json", "config.json", "tokenizer.json"].map(String::from).to_vec();
-    own.push(m.weights_file);
-    own.extend(m.files.into_iter().map(|f| f.name));
-    own
-}
-
-/// What in `out` is not one of `own` (plain files): every entry of a directory that holds
-/// something else, or `out` itself when it is a file.
-fn foreign_files(out: &std::path::Path, own: &[String]) -> Result<Vec<String>> {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return Ok(if out.exists() { vec![out.display().to_string()] } else { Vec::new() });
-    };
-    let mut foreign = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !(own.contains(&name) && entry.file_type()?.is_file()) {
-            foreign.push(if entry.file_type()?.is_dir() { format!("{name}/") } else { name });
-        }
-    }
-    foreign.sort();
-    Ok(foreign)
-}
-
 /// Writes a file via a temporary sibling and a rename (a killed writer leaves no half file).
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
     std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
@@ -794,23 +501,10 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 }
 
 /// A count that must be at least 1.
-fn positive(s: &str) -> Result<usize, String> {
+pub(crate) fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("`{s}` is not a whole number ({e})")),
     }
-}
-
-/// `MIN-MAX` (or one number) as an inclusive range.
-fn parse_range(s: &str) -> Result<(usize, usize), String> {
-    let num = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{s}` is not MIN-MAX (e.g. 6-9)"));
-    let (lo, hi) = match s.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(s)?, num(s)?),
-    };
-    if lo > hi {
-        return Err(format!("`{s}`: MIN is above MAX"));
-    }
-    Ok((lo, hi))
 }
