@@ -15,9 +15,9 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::prelude::*;
 
-use crate::chart::LossChart;
-use crate::graph::Graph;
+use crate::finetune::{FineTunePanel, FineTuneView, fine_tune_event};
 use crate::protocol::*;
+use crate::watch::Watch;
 
 /// The shipped models, relative to the page: the Coconut model (the default) and the same-size CoT
 /// baseline, for the comparison mode.
@@ -39,25 +39,7 @@ pub struct Example {
 }
 
 #[derive(Clone, Default, PartialEq)]
-struct FineTuneView {
-    running: bool,
-    paused: bool,
-    total_steps: usize,
-    step: usize,
-    stage: usize,
-    samples_per_s: f64,
-    losses: Vec<(usize, f32)>,
-    accuracy: Vec<(usize, f64)>,
-    last_eval: Option<(usize, usize, f64)>,
-    info: Option<String>,
-    finished: Option<bool>,
-    error: Option<String>,
-    in_use: bool,
-    downloads: Vec<(String, String)>,
-}
-
-#[derive(Clone, Default, PartialEq)]
-struct Page {
+pub(crate) struct Page {
     started: bool,
     backend: Option<BackendInfo>,
     progress: Option<(String, u64, u64)>,
@@ -67,7 +49,7 @@ struct Page {
     asking: Option<u32>,
     report: Option<Rc<AnswerReport>>,
     ask_error: Option<String>,
-    ft: FineTuneView,
+    pub(crate) ft: FineTuneView,
     error: Option<String>,
 }
 
@@ -92,7 +74,7 @@ impl PartialEq for TokenizerHandle {
     }
 }
 
-enum Action {
+pub(crate) enum Action {
     Worker(FromWorker),
     WorkerDied(String),
     Asking(u32),
@@ -159,44 +141,9 @@ impl Reducible for Page {
     }
 }
 
-fn fine_tune_event(ft: &mut FineTuneView, ev: FineTuneEvent) {
-    match ev {
-        FineTuneEvent::Started { total_steps, train_questions, heldout_questions, seed } => {
-            *ft = FineTuneView {
-                running: true,
-                total_steps,
-                info: Some(format!("{train_questions} generated questions (seed {seed}), {heldout_questions} held out")),
-                ..FineTuneView::default()
-            };
-        }
-        FineTuneEvent::Step { step, stage, loss, samples_per_s } => {
-            ft.step = step;
-            ft.stage = stage;
-            ft.samples_per_s = samples_per_s;
-            ft.losses.push((step, loss));
-        }
-        FineTuneEvent::Eval { step, stage, k, accuracy } => {
-            ft.accuracy.push((step, accuracy));
-            ft.last_eval = Some((stage, k, accuracy));
-        }
-        FineTuneEvent::Paused { .. } => ft.paused = true,
-        FineTuneEvent::Resumed { .. } => ft.paused = false,
-        FineTuneEvent::Finished { cancelled, .. } => {
-            ft.running = false;
-            ft.paused = false;
-            ft.finished = Some(cancelled);
-        }
-        FineTuneEvent::Failed { message } => {
-            ft.running = false;
-            ft.error = Some(message);
-        }
-        FineTuneEvent::InUse => ft.in_use = true,
-    }
-}
-
 /// The worker and a way to restart it on the CPU.
 #[derive(Clone)]
-struct WorkerHandle(Rc<RefCell<Option<Worker>>>);
+pub(crate) struct WorkerHandle(Rc<RefCell<Option<Worker>>>);
 
 impl PartialEq for WorkerHandle {
     fn eq(&self, other: &Self) -> bool {
@@ -205,7 +152,7 @@ impl PartialEq for WorkerHandle {
 }
 
 impl WorkerHandle {
-    fn send(&self, msg: &ToWorker) {
+    pub(crate) fn send(&self, msg: &ToWorker) {
         if let (Some(w), Ok(v)) = (self.0.borrow().as_ref(), serde_wasm_bindgen::to_value(msg)) {
             let _ = w.post_message(&v);
         }
@@ -635,235 +582,6 @@ fn question_panel(
           </button>
         </div>
         <p class="note">{"Ctrl+Enter asks. k thoughts are fed back as the next input embeddings before the model switches to language."}</p>
-      </>
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct WatchProps {
-    report: Option<Rc<AnswerReport>>,
-    question: Option<ParsedQuestion>,
-    asking: bool,
-    error: Option<String>,
-}
-
-/// The graph, the thought timeline with play/pause/step/speed, the answer and the timings.
-#[function_component(Watch)]
-fn watch(p: &WatchProps) -> Html {
-    let frame = use_state(|| 0usize);
-    let playing = use_state(|| false);
-    let speed_ms = use_state(|| 900u32);
-    let frames = p.report.as_ref().map(|r| r.analysis.steps.len()).unwrap_or(0);
-    let total = p.report.as_ref().map(|r| r.k + 1).unwrap_or(0);
-    {
-        // A new answer: start the animation from the first frame.
-        let (frame, playing) = (frame.clone(), playing.clone());
-        let id = p.report.as_ref().map(|r| r.id);
-        use_effect_with(id, move |_| {
-            frame.set(0);
-            playing.set(true);
-        });
-    }
-    {
-        let (frame, playing) = (frame.clone(), playing.clone());
-        // Frames still arriving: the animation waits at the newest one instead of stopping.
-        use_effect_with((*frame, *playing, *speed_ms, frames, total), move |&(f, play, ms, n, total)| {
-            let timeout = (play && n > 0 && (f + 1 < n || n == total)).then(|| {
-                gloo_timers::callback::Timeout::new(ms, move || {
-                    if f + 1 < n {
-                        frame.set(f + 1);
-                    } else {
-                        playing.set(false);
-                    }
-                })
-            });
-            move || drop(timeout)
-        });
-    }
-    let Some(r) = &p.report else {
-        return html! {
-          <>
-            if let Some(q) = &p.question { <Graph question={q.clone()} /> }
-            <p class="note">{ if p.asking { "Thinking…" } else { "Ask to see what each continuous thought favours on this graph." } }</p>
-            if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
-          </>
-        };
-    };
-    let a = &r.analysis;
-    let q = ParsedQuestion { names: a.names.clone(), is_person: a.is_person.clone(), edges: a.edges.clone(), subject: a.root, options: a.options };
-    let cur = (*frame).min(frames.saturating_sub(1));
-    let step = a.steps.get(cur);
-    let done = frames == total && cur + 1 == frames;
-    let answer_node = r.answer.split_whitespace().last().map(|w| w.trim_end_matches('.')).and_then(|w| a.names.iter().position(|n| n == w));
-    let path = if done { q.path_edges(&r.text) } else { Vec::new() };
-    let timeline = a.steps.iter().enumerate().map(|(i, s)| {
-        let frame = frame.clone();
-        let playing = playing.clone();
-        let best = s.distribution.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(v, d)| format!("{} {:.0}%", a.names[v], d * 100.0));
-        let dist_json = serde_json::to_string(&s.distribution).unwrap_or_default();
-        html! {
-          <button class={classes!("frame", (i == cur).then_some("current"))} data-testid="thought-frame" data-t={s.t.to_string()}
-                  data-distribution={dist_json} aria-pressed={(i == cur).to_string()}
-                  onclick={Callback::from(move |_: MouseEvent| { playing.set(false); frame.set(i); })}>
-            <span class="t">{ if s.t == 0 { "question".to_string() } else { format!("thought {}", s.t) } }</span>
-            <span class="best">{best.unwrap_or_default()}</span>
-            <span class="ms">{format!("{:.0} ms", r.frame_ms.get(i).copied().unwrap_or(0.0))}</span>
-          </button>
-        }
-    });
-    let controls = {
-        let (frame, playing, speed_ms) = (frame.clone(), playing.clone(), speed_ms.clone());
-        let toggle = {
-            let (frame, playing) = (frame.clone(), playing.clone());
-            Callback::from(move |_: MouseEvent| {
-                if !*playing && cur + 1 == frames {
-                    frame.set(0);
-                }
-                playing.set(!*playing);
-            })
-        };
-        let back = {
-            let (frame, playing) = (frame.clone(), playing.clone());
-            Callback::from(move |_: MouseEvent| {
-                playing.set(false);
-                frame.set(cur.saturating_sub(1));
-            })
-        };
-        let fwd = {
-            let (frame, playing) = (frame.clone(), playing.clone());
-            Callback::from(move |_: MouseEvent| {
-                playing.set(false);
-                frame.set((cur + 1).min(frames.saturating_sub(1)));
-            })
-        };
-        let on_speed = Callback::from(move |e: Event| {
-            let sel: HtmlSelectElement = e.target_unchecked_into();
-            speed_ms.set(sel.value().parse().unwrap_or(900));
-        });
-        html! {
-          <div class="row controls">
-            <button onclick={back} aria-label="Previous thought">{"◀ step"}</button>
-            <button onclick={toggle}>{ if *playing { "Pause" } else { "Play" } }</button>
-            <button onclick={fwd} aria-label="Next thought">{"step ▶"}</button>
-            <label>{"Speed "}
-              <select onchange={on_speed}>
-                <option value="1600">{"slow"}</option>
-                <option value="900" selected=true>{"normal"}</option>
-                <option value="350">{"fast"}</option>
-              </select>
-            </label>
-          </div>
-        }
-    };
-    let top = match step {
-        None => "computing the thought frames…".to_string(),
-        Some(st) if st.top_tokens.is_empty() => "the question alone: values are the model's next concept after “… is a”".to_string(),
-        Some(st) => st.top_tokens.iter().map(|(t, p)| format!("{} {:.0}%", t.trim(), p * 100.0)).collect::<Vec<_>>().join(" · "),
-    };
-    let heading = match step {
-        Some(st) if st.t > 0 => format!("Thought {} through the LM head: ", st.t),
-        Some(_) => "Frame 0: ".to_string(),
-        None => String::new(),
-    };
-    html! {
-      <>
-        <Graph question={q.clone()} distribution={step.map(|st| st.distribution.clone())} frontier={step.map(|st| st.frontier.clone()).unwrap_or_default()}
-               path={path} answer={done.then_some(answer_node).flatten()} />
-        <p class="legend">{"Colour and size: the node's value (probability that it is the next concept named after switching to language), \
-            normalised over the graph. Dashed ring: the frontier (nodes one hop beyond the explored ones). A/B: the two candidate answers."}</p>
-        <div class="timeline" role="group" aria-label="Thoughts" aria-busy={(frames < total).to_string()}>{ for timeline }</div>
-        {controls}
-        <p class="top-tokens"><strong>{heading}</strong>{top}</p>
-        <div class="answer-box">
-          <p><strong>{"Answer: "}</strong><span data-testid="answer" data-id={r.id.to_string()}>{r.answer.clone()}</span></p>
-          if r.text.trim() != format!("### {}", r.answer) {
-            <pre class="language">{r.text.clone()}</pre>
-          }
-          <p class="timing">{format!("{} · k = {} · answer {:.0} ms (all thoughts + decoding){}",
-              r.backend, r.k, r.generate_ms,
-              r.ms_per_thought().map(|ms| format!(" · {ms:.1} ms per thought")).unwrap_or_default())}</p>
-        </div>
-        if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
-      </>
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct FineTuneProps {
-    ft_loaded: bool,
-    worker: WorkerHandle,
-    page: UseReducerHandle<Page>,
-}
-
-#[function_component(FineTunePanel)]
-fn fine_tune_panel(p: &FineTuneProps) -> Html {
-    let settings = use_state(FineTuneSettings::default);
-    let ft = &p.page.ft;
-    let num = |field: &'static str| {
-        let settings = settings.clone();
-        Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            let mut s = (*settings).clone();
-            let v = input.value();
-            match field {
-                "stages" => s.last_stage = v.parse().unwrap_or(s.last_stage).min(6),
-                "steps" => s.steps_per_stage = v.parse().unwrap_or(s.steps_per_stage).max(1),
-                "batch" => s.batch_size = v.parse().unwrap_or(s.batch_size).clamp(1, 64),
-                "lr" => s.lr = v.parse().unwrap_or(s.lr),
-                "seed" => s.seed = v.parse().unwrap_or(s.seed),
-                "heldout" => s.heldout = v.parse().unwrap_or(s.heldout).min(256),
-                _ => s.from_scratch = input.checked(),
-            }
-            settings.set(s);
-        })
-    };
-    let send = |msg: ToWorker| {
-        let worker = p.worker.clone();
-        Callback::from(move |_: MouseEvent| worker.send(&msg))
-    };
-    let progress = if ft.total_steps > 0 { ft.step as f64 / ft.total_steps as f64 } else { 0.0 };
-    html! {
-      <>
-        <p class="note">{"A short Coconut curriculum on freshly generated questions, with Burn's autodiff on this tab's backend: \
-            stage s replaces the first s reasoning steps by s continuous thoughts; the optimizer is reset at each stage."}</p>
-        <div class="row settings">
-          <label>{"last stage "}<input type="number" min="0" max="6" value={settings.last_stage.to_string()} onchange={num("stages")} /></label>
-          <label>{"steps per stage "}<input type="number" min="1" value={settings.steps_per_stage.to_string()} onchange={num("steps")} /></label>
-          <label>{"batch "}<input type="number" min="1" max="64" value={settings.batch_size.to_string()} onchange={num("batch")} /></label>
-          <label>{"lr "}<input type="text" inputmode="decimal" size="7" value={settings.lr.to_string()} onchange={num("lr")} /></label>
-          <label>{"seed "}<input type="number" min="0" value={settings.seed.to_string()} onchange={num("seed")} /></label>
-          <label>{"held out "}<input type="number" min="0" max="256" value={settings.heldout.to_string()} onchange={num("heldout")} /></label>
-          <label><input type="checkbox" checked={settings.from_scratch} onchange={num("scratch")} />{" from scratch (same shape, fresh weights)"}</label>
-        </div>
-        <div class="row">
-          <button class="primary" data-testid="finetune-start" disabled={!p.ft_loaded || ft.running}
-                  onclick={send(ToWorker::FineTune((*settings).clone()))}>{"Start fine-tuning"}</button>
-          if ft.running && !ft.paused { <button onclick={send(ToWorker::Pause)}>{"Pause"}</button> }
-          if ft.running && ft.paused { <button onclick={send(ToWorker::Resume)}>{"Resume"}</button> }
-          if ft.running { <button onclick={send(ToWorker::Cancel)}>{"Cancel"}</button> }
-          <button disabled={ft.losses.is_empty()} onclick={send(ToWorker::UseFineTuned)}>{"Use this model"}</button>
-          <button disabled={ft.losses.is_empty()} onclick={send(ToWorker::Download)}>{"Download checkpoint"}</button>
-        </div>
-        <progress data-testid="finetune-progress" max="1" value={progress.to_string()} aria-label="Fine-tuning progress"></progress>
-        <p class="status" data-testid="finetune-status">
-          { if ft.total_steps > 0 {
-              format!("step {} / {} · stage {} · {:.1} samples/s{}{}{}", ft.step, ft.total_steps, ft.stage, ft.samples_per_s,
-                  ft.losses.last().map(|l| format!(" · loss {:.3}", l.1)).unwrap_or_default(),
-                  ft.last_eval.map(|(s, k, a)| format!(" · held-out accuracy {:.0}% (stage {s}, k = {k})", a * 100.0)).unwrap_or_default(),
-                  if ft.paused { " · paused" } else { "" })
-            } else { "not started".to_string() } }
-          if let Some(info) = &ft.info { {format!(" · {info}")} }
-          if ft.finished == Some(true) { {" · cancelled"} }
-          if ft.finished == Some(false) { {" · finished"} }
-          if ft.in_use { {" · the fine-tuned weights now answer questions"} }
-        </p>
-        <LossChart losses={ft.losses.clone()} accuracy={ft.accuracy.clone()} total_steps={ft.total_steps} />
-        if let Some(e) = &ft.error { <p class="error" data-testid="error" role="alert">{format!("Fine-tuning stopped: {e}")}</p> }
-        if !ft.downloads.is_empty() {
-          <p class="downloads">{"Fine-tuned checkpoint: "}
-            { for ft.downloads.iter().map(|(name, url)| html! { <a href={url.clone()} download={name.clone()}>{name.clone()}</a> }) }
-          </p>
-        }
       </>
     }
 }

@@ -8,9 +8,11 @@ mod app;
 mod chart;
 mod check;
 mod device;
+mod finetune;
 mod graph;
 mod loader;
 pub mod protocol;
+mod watch;
 mod worker;
 
 pub use worker::worker_main;
