@@ -232,7 +232,7 @@ fn mark_ready() {
 }
 
 /// What the question box currently says about the text.
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Validation {
     unknown: Vec<String>,
     parse: Result<ParsedQuestion, String>,
@@ -337,7 +337,10 @@ pub fn app() -> Html {
         <div class="columns">
           <section class="ask" aria-labelledby="ask-h">
             <h2 id="ask-h">{"Ask a ProsQA question"}</h2>
-            { question_panel(&page, &examples, &question, &seed_note, &k, &mode, (&mode_select, &example_select), max_k, &valid, can_ask, on_ask) }
+            <AskPanel examples={examples.clone()} question={question.clone()} seed_note={seed_note.clone()} k={k.clone()} mode={mode.clone()}
+                      mode_now={mode_now.clone()} cot_model={page.cot_model()} asking={page.asking.is_some()}
+                      mode_select={mode_select.clone()} example_select={example_select.clone()} max_k={max_k}
+                      valid={valid.clone()} can_ask={can_ask} on_ask={on_ask} />
           </section>
           <section class="watch" aria-labelledby="watch-h">
             <h2 id="watch-h">{"Watch the continuous thoughts"}</h2>
@@ -461,20 +464,31 @@ async fn read_checkpoint_files(files: &web_sys::FileList) -> Result<ToWorker, St
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn question_panel(
-    page: &Page,
-    examples: &UseStateHandle<Vec<Example>>,
-    question: &UseStateHandle<String>,
-    seed_note: &UseStateHandle<Option<String>>,
-    k: &UseStateHandle<usize>,
-    mode: &UseStateHandle<Mode>,
-    (mode_select, example_select): (&NodeRef, &NodeRef),
+/// What the question panel shows and changes.
+#[derive(Properties, PartialEq)]
+struct AskProps {
+    examples: UseStateHandle<Vec<Example>>,
+    question: UseStateHandle<String>,
+    seed_note: UseStateHandle<Option<String>>,
+    k: UseStateHandle<usize>,
+    mode: UseStateHandle<Mode>,
+    /// The mode a question will use (a CoT-trained model always answers in CoT).
+    mode_now: Mode,
+    cot_model: bool,
+    asking: bool,
+    mode_select: NodeRef,
+    example_select: NodeRef,
     max_k: usize,
-    valid: &Validation,
+    valid: Validation,
     can_ask: bool,
     on_ask: Callback<()>,
-) -> Html {
+}
+
+/// Examples, a random question, the question box validated as you type, k, the mode, "Ask".
+#[function_component(AskPanel)]
+fn ask_panel(p: &AskProps) -> Html {
+    let AskProps { examples, question, seed_note, k, mode, mode_select, example_select, valid, .. } = p;
+    let (max_k, can_ask, on_ask) = (p.max_k, p.can_ask, p.on_ask.clone());
     let on_example = {
         let (examples, question, seed_note) = (examples.clone(), question.clone(), seed_note.clone());
         Callback::from(move |e: Event| {
@@ -537,7 +551,7 @@ fn question_panel(
             html! { {w} }
         }
     });
-    let mode_now = page.effective_mode(mode);
+    let mode_now = p.mode_now.clone();
     html! {
       <>
         <div class="row">
@@ -573,12 +587,12 @@ fn question_panel(
           </label>
           <label>{"Mode "}
             <select ref={mode_select.clone()} onchange={on_mode} aria-label="Reasoning mode">
-              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={page.cot_model()}>{"Coconut (latent thoughts)"}</option>
+              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={p.cot_model}>{"Coconut (latent thoughts)"}</option>
               <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
             </select>
           </label>
           <button class="primary" data-testid="ask-button" disabled={!can_ask} onclick={Callback::from(move |_: MouseEvent| on_ask.emit(()))}>
-            { if page.asking.is_some() { "Thinking…" } else { "Ask" } }
+            { if p.asking { "Thinking…" } else { "Ask" } }
           </button>
         </div>
         <p class="note">{"Ctrl+Enter asks. k thoughts are fed back as the next input embeddings before the model switches to language."}</p>
