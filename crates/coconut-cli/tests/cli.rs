@@ -306,11 +306,6 @@ fn training_can_start_from_huggingface_gpt2_weights() {
         &config,
         format!(
             r#"
-[model]
-n_layer = 1
-n_embd = 8
-n_head = 1
-
 [data]
 dataset = "files"
 train_file = "{0}"
