@@ -42,11 +42,18 @@ impl BackendKind {
         Self::ALL.into_iter().filter(|b| b.device_fn().is_some()).collect()
     }
 
-    /// A device of this backend (device 0 / the default adapter); `Err` when not compiled in.
+    /// A device of this backend (device 0 / the default adapter); `Err` when not compiled in, or
+    /// (CUDA) when the machine has no driver to run it.
     pub fn device(self) -> Result<Device, String> {
-        self.device_fn()
+        let device = self
+            .device_fn()
             .map(|f| f())
-            .ok_or_else(|| format!("backend `{}` is not compiled into this build (cargo feature `{}`)", self.name(), self.name()))
+            .ok_or_else(|| format!("backend `{}` is not compiled into this build (cargo feature `{}`)", self.name(), self.name()))?;
+        match self {
+            #[cfg(feature = "cuda")]
+            Self::Cuda => usable(device, || "backend `cuda`: no CUDA driver here (libcuda could not be loaded); --backend wgpu or flex".into()),
+            _ => Ok(device),
+        }
     }
 
     /// Makes this backend Burn's default device, used where Burn creates tensors without being
@@ -67,9 +74,9 @@ impl BackendKind {
         match self {
             _ if n <= 1 => Ok(vec![first]),
             #[cfg(feature = "cuda")]
-            Self::Cuda => (0..n).map(|i| usable(Device::cuda(i), i, n)).collect(),
+            Self::Cuda => (0..n).map(|i| usable(Device::cuda(i), || missing_gpu(i, n))).collect(),
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => (0..n).map(|i| usable(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)), i, n)).collect(),
+            Self::Wgpu => (0..n).map(|i| usable(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)), || missing_gpu(i, n))).collect(),
             Self::Flex | Self::Ndarray => Ok(vec![first; n]),
             _ => Err(format!("backend `{}` offers one device", self.name())),
         }
@@ -94,13 +101,18 @@ impl BackendKind {
     }
 }
 
-/// `device` if a tensor can be made on it (Burn panics on a GPU that is not there), else an error
-/// saying how many `--devices` asked for.
+/// `device` if a tensor can be made on it (Burn panics on a GPU or driver that is not there), else
+/// the error `why` says.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn usable(device: Device, i: usize, n: usize) -> Result<Device, String> {
+fn usable(device: Device, why: impl FnOnce() -> String) -> Result<Device, String> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| burn::tensor::Tensor::<1>::zeros([1], &device).into_data());
     std::panic::set_hook(hook);
-    probe.map(|_| device.clone()).map_err(|_| format!("--devices {n}: GPU {i} is not there (this machine has {i})"))
+    probe.map(|_| device.clone()).map_err(|_| why())
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn missing_gpu(i: usize, n: usize) -> String {
+    format!("--devices {n}: GPU {i} is not there (this machine has {i})")
 }
