@@ -297,12 +297,22 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     const examples = await page.evaluate(() => fetch("static/examples.json").then((r) => r.json()));
     assert.equal(await page.inputValue('[data-testid="example-select"]'), "0");
     assert.equal(await page.inputValue('[data-testid="question-input"]'), examples[0].question);
+    // An example's answer is known: the page says whether the model's answer is right.
+    await page.fill('[data-testid="k-input"]', String(K));
+    await page.dispatchEvent('[data-testid="k-input"]', "change");
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForSelector('[data-testid="verdict"]', { timeout: 240_000 });
+    const exampleAnswer = (await page.textContent('[data-testid="answer"]')).trim();
+    assert.equal(await page.textContent('[data-testid="verdict"]'),
+      exampleAnswer === examples[0].answer ? "✓ right" : `✗ wrong: the answer is “${examples[0].answer}”`);
+    assert.equal(exampleAnswer, nativeAnswer(examples[0].question, K));
     const item = await officialQuestion(3);
     const t0 = Date.now();
     const answer = await ask(page, item.question, K);
     // ... and, for a question typed in, that example or none.
     const shown = examples.findIndex((e) => e.question === item.question);
     assert.equal(await page.inputValue('[data-testid="example-select"]'), shown < 0 ? "" : String(shown));
+    if (shown < 0) assert.equal(await page.$('[data-testid="verdict"]'), null, "a verdict for a question whose answer the page does not know");
     const firstAnswerMs = Date.now() - t0;
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thought-frame"]').length === n, K + 1, { timeout: 120_000 });
     console.log(`# CPU (wasm): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${Date.now() - t0} ms; ${await page.textContent(".timing")}`);

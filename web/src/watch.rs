@@ -18,6 +18,8 @@ pub struct WatchProps {
     pub question: Option<ParsedQuestion>,
     pub asking: bool,
     pub error: Option<String>,
+    /// The right answer, when the question asked was an official example or a generated one.
+    pub expected: Option<String>,
 }
 
 /// The graph, the thought timeline with play/pause/step/speed, the answer and the timings.
@@ -149,6 +151,13 @@ pub fn watch(p: &WatchProps) -> Html {
         <p class="top-tokens"><strong>{heading}</strong>{top}</p>
         <div class="answer-box">
           <p><strong>{"Answer: "}</strong><span data-testid="answer" data-id={r.id.to_string()}>{r.answer.clone()}</span></p>
+          if let Some(expected) = &p.expected {
+            if r.answer.trim() == expected.trim() {
+              <p class="verdict right" data-testid="verdict">{"✓ right"}</p>
+            } else {
+              <p class="verdict wrong" data-testid="verdict">{format!("✗ wrong: the answer is “{}”", expected.trim())}</p>
+            }
+          }
           if r.text.trim() != format!("### {}", r.answer) {
             <pre class="language">{r.text.clone()}</pre>
           }
