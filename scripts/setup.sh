@@ -14,7 +14,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   for p in rustc-web cargo-web rust-web-src; do have_pkg "$p" || pkgs+=("$p"); done
 fi
-for p in lld binaryen chromium chromium-driver mesa-vulkan-drivers; do have_pkg "$p" || pkgs+=("$p"); done
+# xz-utils + binutils: scripts/gpu-run packs a stripped, compressed binary (its dry run is a test).
+for p in lld binaryen chromium chromium-driver mesa-vulkan-drivers xz-utils binutils; do have_pkg "$p" || pkgs+=("$p"); done
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: apt-get install ${pkgs[*]}"
   $sudo apt-get update -qq
