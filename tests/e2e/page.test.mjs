@@ -306,6 +306,14 @@ test("no WebGPU adapter: the CPU fallback says so and gives the same answer as n
     assert.equal(await page.textContent('[data-testid="verdict"]'),
       exampleAnswer === examples[0].answer ? "✓ right" : `✗ wrong: the answer is “${examples[0].answer}”`);
     assert.equal(exampleAnswer, nativeAnswer(examples[0].question, K));
+    // Side by side: the same question also answered by the CoT baseline, as the native program does.
+    await page.check('[data-testid="compare-toggle"]');
+    await page.click('[data-testid="ask-button"]');
+    await page.waitForSelector('[data-testid="compare-answer"]', { timeout: 240_000 });
+    const cotSide = JSON.parse(native(["generate", "--checkpoint", COT_MODEL, "--question", examples[0].question, "--json"]));
+    assert.equal((await page.textContent('[data-testid="compare-answer"]')).trim(), (Array.isArray(cotSide) ? cotSide[0] : cotSide).answer);
+    await page.screenshot({ path: join(ARTIFACTS, "side-by-side.png"), fullPage: true });
+    await page.uncheck('[data-testid="compare-toggle"]');
     const item = await officialQuestion(3);
     const t0 = Date.now();
     const answer = await ask(page, item.question, K);

@@ -52,6 +52,8 @@ pub(crate) struct Page {
     report: Option<Rc<AnswerReport>>,
     ask_error: Option<String>,
     pub(crate) ft: FineTuneView,
+    /// The CoT baseline's answer to the question last answered, side by side.
+    compared: Option<Rc<ComparedAnswer>>,
     error: Option<String>,
 }
 
@@ -119,6 +121,7 @@ impl Reducible for Page {
                     if p.asking == Some(r.id) {
                         p.asking = None;
                     }
+                    p.compared = p.compared.take().filter(|c| c.id == r.id);
                     p.report = Some(Rc::new(*r));
                 }
                 FromWorker::Frame { id, step, ms } => {
@@ -134,6 +137,7 @@ impl Reducible for Page {
                     }
                     p.ask_error = Some(message);
                 }
+                FromWorker::Compared(c) => p.compared = Some(Rc::new(c)),
                 FromWorker::FineTune(ev) => fine_tune_event(&mut p.ft, ev),
                 FromWorker::DownloadReady { files } => p.ft.downloads = files,
                 FromWorker::Error { message } => p.error = Some(message),
@@ -268,6 +272,8 @@ pub fn app() -> Html {
     // question last asked: the page then says whether the model's answer is right.
     let generated = use_state(|| None::<(String, String)>);
     let expected = use_state(|| None::<(u32, String)>);
+    // Side by side: the same question also answered by the CoT baseline (when the Coconut model answers).
+    let compare = use_state(|| false);
     let k = use_state(|| coconut::checkpoint::DEFAULT_THOUGHTS);
     let mode = use_state(|| Mode::Coconut);
     let next_id = use_mut_ref(|| 0u32);
@@ -318,9 +324,11 @@ pub fn app() -> Html {
         .find(|e| e.question == *question)
         .map(|e| e.answer.clone())
         .or_else(|| generated.as_ref().filter(|(q, _)| *q == *question).map(|(_, a)| a.clone()));
+    let compare_with = (*compare && !page.cot_model()).then(|| absolute(SHIPPED[1].0));
     let on_ask = {
         let (worker, dispatch, question, k, mode, next_id) =
             ((*worker).clone(), page.dispatcher(), question.clone(), k.clone(), mode_now.clone(), next_id.clone());
+        let compare_with = compare_with.clone();
         let (expected, known_answer) = (expected.clone(), known_answer.clone());
         Callback::from(move |_: ()| {
             let id = {
@@ -330,7 +338,13 @@ pub fn app() -> Html {
             };
             expected.set(known_answer.clone().map(|a| (id, a)));
             dispatch.dispatch(Action::Asking(id));
-            worker.send(&ToWorker::Ask(AskRequest { id, question: (*question).clone(), k: *k, mode: mode.clone() }));
+            worker.send(&ToWorker::Ask(AskRequest {
+                id,
+                question: (*question).clone(),
+                k: *k,
+                mode: mode.clone(),
+                compare_with: compare_with.clone(),
+            }));
         })
     };
 
@@ -350,7 +364,7 @@ pub fn app() -> Html {
         <div class="columns">
           <section class="ask" aria-labelledby="ask-h">
             <h2 id="ask-h">{"Ask a ProsQA question"}</h2>
-            <AskPanel examples={examples.clone()} question={question.clone()} seed_note={seed_note.clone()} generated={generated.clone()} k={k.clone()} mode={mode.clone()}
+            <AskPanel examples={examples.clone()} question={question.clone()} seed_note={seed_note.clone()} generated={generated.clone()} compare={compare.clone()} k={k.clone()} mode={mode.clone()}
                       mode_now={mode_now.clone()} cot_model={page.cot_model()} asking={page.asking.is_some()}
                       mode_select={mode_select.clone()} example_select={example_select.clone()} max_k={max_k}
                       valid={valid.clone()} can_ask={can_ask} on_ask={on_ask} />
@@ -358,7 +372,8 @@ pub fn app() -> Html {
           <section class="watch" aria-labelledby="watch-h">
             <h2 id="watch-h">{"Watch the continuous thoughts"}</h2>
             <Watch report={page.report.clone()} question={valid.parse.clone().ok()} asking={page.asking.is_some()} error={page.ask_error.clone()}
-                   expected={expected.as_ref().filter(|(id, _)| page.report.as_ref().is_some_and(|r| r.id == *id)).map(|(_, a)| a.clone())} />
+                   expected={expected.as_ref().filter(|(id, _)| page.report.as_ref().is_some_and(|r| r.id == *id)).map(|(_, a)| a.clone())}
+                   compared={page.compared.clone().filter(|c| page.report.as_ref().is_some_and(|r| r.id == c.id))} />
           </section>
         </div>
         <section class="finetune" aria-labelledby="ft-h">
@@ -485,6 +500,7 @@ struct AskProps {
     question: UseStateHandle<String>,
     seed_note: UseStateHandle<Option<String>>,
     generated: UseStateHandle<Option<(String, String)>>,
+    compare: UseStateHandle<bool>,
     k: UseStateHandle<usize>,
     mode: UseStateHandle<Mode>,
     /// The mode a question will use (a CoT-trained model always answers in CoT).
@@ -606,6 +622,11 @@ fn ask_panel(p: &AskProps) -> Html {
               <option value="coconut" selected={mode_now == Mode::Coconut} disabled={p.cot_model}>{"Coconut (latent thoughts)"}</option>
               <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
             </select>
+          </label>
+          <label title="Also ask the same-size CoT baseline (language steps) and show both answers side by side">
+            <input type="checkbox" data-testid="compare-toggle" checked={*p.compare} disabled={p.cot_model}
+                   onchange={{ let c = p.compare.clone(); Callback::from(move |e: Event| c.set(e.target_unchecked_into::<HtmlInputElement>().checked())) }} />
+            {" side by side with CoT"}
           </label>
           <button class="primary" data-testid="ask-button" disabled={!can_ask} onclick={Callback::from(move |_: MouseEvent| on_ask.emit(()))}>
             { if p.asking { "Thinking…" } else { "Ask" } }

@@ -46,6 +46,23 @@ pub struct AskRequest {
     pub question: String,
     pub k: usize,
     pub mode: Mode,
+    /// Also answer with the exported model at this base (the CoT baseline), the way it was trained,
+    /// right after the main answer: the two side by side.
+    #[serde(default)]
+    pub compare_with: Option<String>,
+}
+
+/// The comparison model's answer to the same question.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComparedAnswer {
+    pub id: u32,
+    /// The method it was trained with (`cot` for the baseline) and the thoughts it was asked with.
+    pub method: String,
+    pub k: usize,
+    /// Its decoded continuation (the language chain and "### answer") and the answer sentence.
+    pub text: String,
+    pub answer: String,
+    pub generate_ms: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +117,8 @@ pub enum FromWorker {
         id: u32,
         message: String,
     },
+    /// The comparison model's answer to question `id` (after `Answer`, before the frames).
+    Compared(ComparedAnswer),
     FineTune(FineTuneEvent),
     /// Download links (object URLs) for the fine-tuned checkpoint's files.
     DownloadReady {

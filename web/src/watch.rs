@@ -20,6 +20,17 @@ pub struct WatchProps {
     pub error: Option<String>,
     /// The right answer, when the question asked was an official example or a generated one.
     pub expected: Option<String>,
+    /// The CoT baseline's answer to the same question, shown beside this one.
+    pub compared: Option<Rc<ComparedAnswer>>,
+}
+
+/// "✓ right" or "✗ wrong: …" when the answer is known.
+fn verdict(answer: &str, expected: Option<&String>) -> Html {
+    match expected {
+        Some(e) if answer.trim() == e.trim() => html! { <span class="verdict right" data-testid="verdict">{"✓ right"}</span> },
+        Some(e) => html! { <span class="verdict wrong" data-testid="verdict">{format!("✗ wrong: the answer is “{}”", e.trim())}</span> },
+        None => html! {},
+    }
 }
 
 /// The graph, the thought timeline with play/pause/step/speed, the answer and the timings.
@@ -151,13 +162,7 @@ pub fn watch(p: &WatchProps) -> Html {
         <p class="top-tokens"><strong>{heading}</strong>{top}</p>
         <div class="answer-box">
           <p><strong>{"Answer: "}</strong><span data-testid="answer" data-id={r.id.to_string()}>{r.answer.clone()}</span></p>
-          if let Some(expected) = &p.expected {
-            if r.answer.trim() == expected.trim() {
-              <p class="verdict right" data-testid="verdict">{"✓ right"}</p>
-            } else {
-              <p class="verdict wrong" data-testid="verdict">{format!("✗ wrong: the answer is “{}”", expected.trim())}</p>
-            }
-          }
+          <p>{ verdict(&r.answer, p.expected.as_ref()) }</p>
           if r.text.trim() != format!("### {}", r.answer) {
             <pre class="language">{r.text.clone()}</pre>
           }
@@ -165,6 +170,15 @@ pub fn watch(p: &WatchProps) -> Html {
               r.backend, r.k, r.generate_ms,
               r.ms_per_thought().map(|ms| format!(" · {ms:.1} ms per thought")).unwrap_or_default())}</p>
         </div>
+        if let Some(c) = &p.compared {
+          <table class="compare" data-testid="compare">
+            <tr><th></th><th>{format!("this model ({}, k = {})", if r.k > 0 { "continuous thoughts" } else { "language" }, r.k)}</th><th>{format!("CoT baseline ({})", c.method)}</th></tr>
+            <tr><th>{"answer"}</th><td>{r.answer.clone()}{" "}{ verdict(&r.answer, p.expected.as_ref()) }</td>
+                <td><span data-testid="compare-answer">{c.answer.clone()}</span>{" "}{ verdict(&c.answer, p.expected.as_ref()) }</td></tr>
+            <tr><th>{"reasoning"}</th><td>{format!("{} thoughts, not words", r.k)}</td><td><pre class="language">{c.text.clone()}</pre></td></tr>
+            <tr><th>{"time"}</th><td>{format!("{:.0} ms", r.generate_ms)}</td><td>{format!("{:.0} ms", c.generate_ms)}</td></tr>
+          </table>
+        }
         if let Some(e) = &p.error { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }
       </>
     }

@@ -42,6 +42,8 @@ struct State {
     scope: DedicatedWorkerGlobalScope,
     backend: RefCell<Picked>,
     loaded: RefCell<Option<Loaded>>,
+    /// The comparison model (the CoT baseline), loaded on the first side-by-side question.
+    comparison: RefCell<Option<(String, Loaded)>>,
     /// The latest fine-tuned weights (inference form), kept after the run ends.
     tuned: RefCell<Option<Gpt2>>,
     control: Cell<Control>,
@@ -80,6 +82,7 @@ pub fn worker_main(backend: String, simulate_gpu_loss: bool) {
             scope: scope.clone(),
             backend: RefCell::new(picked),
             loaded: RefCell::new(None),
+            comparison: RefCell::new(None),
             tuned: RefCell::new(None),
             control: Cell::new(Control::Run),
             tuning: Cell::new(false),
@@ -239,6 +242,7 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
     let gens = generate_async(&loaded.model, &[prompt], tok.special, max_new, variant.feeds_back(), &device).await?;
     let generate_ms = now_ms() - t0;
     let text = tok.decode(&gens[0].tokens);
+    let compare_with = req.compare_with.clone();
     s.post(&FromWorker::Answer(Box::new(AnswerReport {
         id: req.id,
         k,
@@ -250,12 +254,52 @@ async fn ask(s: &State, req: AskRequest) -> Result<(), String> {
         generate_ms,
         backend: s.backend.borrow().info().label().into(),
     })));
+    if let Some(base) = compare_with {
+        s.post(&FromWorker::Compared(compare(s, &base, req.id, question).await?));
+    }
     for t in 0..=k {
         let t0 = now_ms();
         let step = q.step_async(&loaded.model, tok, t, &device).await?;
         s.post(&FromWorker::Frame { id: req.id, step, ms: now_ms() - t0 });
     }
     Ok(())
+}
+
+/// The comparison model's answer (loaded from `base` once and kept), asked the way it was
+/// trained (its manifest's method and k), timed like the main answer.
+async fn compare(s: &State, base: &str, id: u32, question: &str) -> Result<ComparedAnswer, String> {
+    let cached = s.comparison.borrow().as_ref().filter(|(b, _)| b == base).map(|(_, l)| l.clone());
+    let other = match cached {
+        Some(l) => l,
+        None => {
+            let fetched = loader::fetch_model(base, |_, _, _| {}).await?;
+            let ckpt = Checkpoint::from_parts(
+                fetched.file("manifest.json")?,
+                fetched.file("config.json")?,
+                fetched.file("tokenizer.json")?,
+                fetched.file("model.bpk")?.to_vec(),
+            )
+            .map_err(|e| format!("the comparison model is not usable: {e}"))?;
+            let variant = Variant::parse(&fetched.manifest.method)?;
+            let model = ckpt.model(&s.device()).map_err(|e| e.to_string())?;
+            let l = Loaded { ckpt: Rc::new(ckpt), variant, model };
+            *s.comparison.borrow_mut() = Some((base.to_string(), l.clone()));
+            l
+        }
+    };
+    let tok = &other.ckpt.tokenizer;
+    let (_, k, _) = other.ckpt.asked_as(None, None);
+    let k = if other.variant.markers() { k } else { 0 };
+    let curriculum = Curriculum { variant: other.variant, ..Curriculum::default() };
+    let prompt = curriculum.prompt(&coconut::curriculum::Tokenized::question(question, tok).map_err(|e| e.to_string())?, k, tok.special);
+    let limit = other.ckpt.config.n_positions;
+    coconut::generate::check_positions(prompt.len(), 16, limit).map_err(|e| format!("the comparison model: {e}"))?;
+    let t0 = now_ms();
+    let gens =
+        generate_async(&other.model, &[prompt.clone()], tok.special, 96.min(limit - prompt.len()), other.variant.feeds_back(), &s.device()).await?;
+    let generate_ms = now_ms() - t0;
+    let text = tok.decode(&gens[0].tokens);
+    Ok(ComparedAnswer { id, method: other.variant.name().into(), k, answer: extract_answer(&text), text, generate_ms })
 }
 
 /// Waits while paused; false when cancelled. Always yields once, so messages get through.
