@@ -45,7 +45,7 @@ const COMMITTED_RUNS: &str = "checkpoints";
 )]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
-    #[arg(long, global = true, default_value = "flex")]
+    #[arg(long, global = true, default_value = "flex", value_parser = known_backend)]
     backend: String,
     /// Devices for data-parallel training (`train` only): CUDA 0..N, wgpu GPUs 0..N; on a CPU
     /// backend N workers share the CPU. Default: one worker per core on a CPU backend (each with one
@@ -137,7 +137,7 @@ enum Command {
         k: Option<usize>,
         /// coconut | cot | no-cot | no-thought | pause-as-thought | pause-token | no-curriculum
         /// (default: the method the checkpoint was trained with, else coconut).
-        #[arg(long)]
+        #[arg(long, value_parser = known_method)]
         method: Option<String>,
         #[arg(long, default_value_t = 64, value_parser = positive)]
         max_new_tokens: usize,
@@ -155,7 +155,7 @@ enum Command {
         #[arg(long)]
         k: Option<usize>,
         /// The method to ask with (default: the one the checkpoint was trained with, else coconut).
-        #[arg(long)]
+        #[arg(long, value_parser = known_method)]
         method: Option<String>,
         /// Write the JSON report here (the sweep's: FILE, FILE.md table, FILE.svg chart).
         #[arg(long)]
@@ -169,8 +169,8 @@ enum Command {
         max_new_tokens: usize,
         /// `cached` (batched, KV cache) or `reference` (the official style: batch 1, the whole
         /// sequence re-run per token), to check and time one against the other.
-        #[arg(long, default_value = "cached")]
-        decoding: String,
+        #[arg(long, value_enum, default_value_t = Decoding::Cached)]
+        decoding: Decoding,
     },
     /// Latent-search analysis of one question: per thought, its top tokens and every node's value
     /// (the data the page animates), as JSON.
@@ -231,7 +231,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// The method the page asks with (default: the one the checkpoint was trained with, else coconut).
-        #[arg(long)]
+        #[arg(long, value_parser = known_method)]
         method: Option<String>,
         /// Most thoughts the page offers (default: the k the checkpoint was trained for, else 6).
         #[arg(long, value_parser = clap::value_parser!(u16).range(0..=64))]
@@ -405,11 +405,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens, decoding } => {
             let mut m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
             let k = m.k;
-            m.reference_decoding = match decoding.as_str() {
-                "cached" => false,
-                "reference" => true,
-                other => bail!("--decoding is `cached` or `reference`, not `{other}`"),
-            };
+            m.reference_decoding = decoding == Decoding::Reference;
             let items = infer::load_items(&data)?;
             let in_data = || data.display().to_string();
             let report = match k_sweep {
@@ -490,6 +486,25 @@ fn print_default_plan() {
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// How `eval` decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Decoding {
+    /// Batched, with a KV cache.
+    Cached,
+    /// The official style: batch 1, the whole sequence re-run per token.
+    Reference,
+}
+
+/// A curriculum variant's name (checked when the command line is read).
+fn known_method(s: &str) -> Result<String, String> {
+    coconut::curriculum::Variant::parse(s).map(|v| v.name().to_string())
+}
+
+/// A backend this build has (checked when the command line is read).
+fn known_backend(s: &str) -> Result<String, String> {
+    BackendKind::parse(s).map(|_| s.to_string())
 }
 
 /// A positive, finite number of seconds.
