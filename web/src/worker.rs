@@ -177,15 +177,20 @@ fn handle(state: Rc<State>, msg: ToWorker) {
     }
 }
 
-async fn load_shipped(s: &State, base: &str) -> Result<(), String> {
-    let fetched = loader::fetch_model(base, |file, loaded, total| s.post(&FromWorker::Progress { file: file.into(), loaded, total })).await?;
-    let ckpt = Checkpoint::from_parts(
+/// The checkpoint an export holds (its four files, validated against each other).
+fn checkpoint_of(fetched: &loader::Fetched) -> Result<Checkpoint, String> {
+    Checkpoint::from_parts(
         fetched.file("manifest.json")?,
         fetched.file("config.json")?,
         fetched.file("tokenizer.json")?,
         fetched.file("model.bpk")?.to_vec(),
     )
-    .map_err(|e| format!("the downloaded checkpoint is not usable: {e}"))?;
+    .map_err(|e| e.to_string())
+}
+
+async fn load_shipped(s: &State, base: &str) -> Result<(), String> {
+    let fetched = loader::fetch_model(base, |file, loaded, total| s.post(&FromWorker::Progress { file: file.into(), loaded, total })).await?;
+    let ckpt = checkpoint_of(&fetched).map_err(|e| format!("the downloaded checkpoint is not usable: {e}"))?;
     let name = base.trim_end_matches('/').rsplit('/').next().unwrap_or(base).to_string();
     let mut info_source = name;
     info_source.push_str(&format!(" ({})", fetched.manifest.version));
@@ -273,13 +278,7 @@ async fn compare(s: &State, base: &str, id: u32, question: &str) -> Result<Compa
         Some(l) => l,
         None => {
             let fetched = loader::fetch_model(base, |_, _, _| {}).await?;
-            let ckpt = Checkpoint::from_parts(
-                fetched.file("manifest.json")?,
-                fetched.file("config.json")?,
-                fetched.file("tokenizer.json")?,
-                fetched.file("model.bpk")?.to_vec(),
-            )
-            .map_err(|e| format!("the comparison model is not usable: {e}"))?;
+            let ckpt = checkpoint_of(&fetched).map_err(|e| format!("the comparison model is not usable: {e}"))?;
             let variant = Variant::parse(&fetched.manifest.method)?;
             let model = ckpt.model(&s.device()).map_err(|e| e.to_string())?;
             let l = Loaded { ckpt: Rc::new(ckpt), variant, model };
