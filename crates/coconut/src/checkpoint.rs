@@ -243,17 +243,8 @@ impl Checkpoint {
                 "config.json does not match manifest.json (config hash differs): the checkpoint was mixed from different models".into(),
             ));
         }
-        if weights.len() as u64 != manifest.weights_bytes {
-            return Err(CheckpointError::Invalid(format!(
-                "{}: {} bytes, manifest.json says {} (truncated or wrong file)",
-                manifest.weights_file,
-                weights.len(),
-                manifest.weights_bytes
-            )));
-        }
-        if sha256_hex(&weights) != manifest.weights_sha256 {
-            return Err(CheckpointError::Invalid(format!("{}: SHA-256 differs from manifest.json (corrupt file)", manifest.weights_file)));
-        }
+        FileDigest { name: manifest.weights_file.clone(), bytes: manifest.weights_bytes, sha256: manifest.weights_sha256.clone() }
+            .verify(&weights)?;
         let tokenizer = CoconutTokenizer::from_json(tokenizer).map_err(|e| CheckpointError::Invalid(format!("tokenizer.json: {e}")))?;
         Ok(Self { manifest, config, tokenizer, weights, extra: Vec::new() })
     }
