@@ -16,7 +16,7 @@ use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, replace_dir, temp_dir_for};
 use coconut::curriculum::{Curriculum, Variant};
 use coconut::data::Item;
-use coconut::train::{OptimConfig, accuracy_at_stage, epoch_batches, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
+use coconut::train::{OptimConfig, accuracy_at_stage, epoch_batches_by_length, optimizer_step, optimizer_step_multi, tokenize_items, training_batch};
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,17 @@ pub struct DataSection {
     /// the answer. The curriculum's epoch 0 is the epoch after them.
     #[serde(default)]
     pub search_epochs: usize,
+    /// Batches of similar length (`coconut::train::epoch_batches_by_length`): each epoch's random
+    /// order is cut into windows of this many batches, sorted by length within a window, and the
+    /// batches shuffled, so a batch pads less and a step computes fewer padded positions.
+    /// 0 = random batches; 1 = random batches, each sorted (a batch split over devices gives each
+    /// device items of similar length).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub length_window: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` trains on `train_size` new
@@ -649,9 +660,9 @@ fn load_last(dir: &Path, cfg: &TrainConfig, allow_change: bool) -> Result<(Check
                 );
             }
             if !changed.is_empty() {
-                if trained.optim.batch_size != cfg.optim.batch_size && state.batch_in_epoch > 0 {
+                if (trained.optim.batch_size != cfg.optim.batch_size || trained.data.length_window != cfg.data.length_window) && state.batch_in_epoch > 0 {
                     bail!(
-                        "optim.batch_size changed in the middle of epoch {} (batch {}): resume from an epoch-end checkpoint to change it",
+                        "optim.batch_size or data.length_window changed in the middle of epoch {} (batch {}): resume from an epoch-end checkpoint to change it",
                         state.epoch,
                         state.batch_in_epoch
                     );
@@ -829,7 +840,8 @@ pub fn train(run: &RunArgs, devices: Vec<Device>) -> Result<()> {
         }
         let train_data = drawn.as_deref().unwrap_or(&first_data);
         let curriculum = cfg.curriculum_of_epoch(state.epoch);
-        let batches = epoch_batches(train_data.len(), cfg.optim.batch_size, cfg.run.seed, state.epoch);
+        let lengths: Vec<usize> = train_data.iter().map(coconut::curriculum::Tokenized::chain_len).collect();
+        let batches = epoch_batches_by_length(&lengths, cfg.optim.batch_size, cfg.run.seed, state.epoch, cfg.data.length_window);
         while state.batch_in_epoch < batches.len() {
             let indices = &batches[state.batch_in_epoch];
             // Data-parallel when every device gets at least one item of this batch.

@@ -117,6 +117,11 @@ impl Tokenized {
 }
 
 impl Tokenized {
+    /// Tokens of the whole language chain: question, steps and answer.
+    pub fn chain_len(&self) -> usize {
+        self.question.len() + self.steps.iter().map(Vec::len).sum::<usize>() + self.answer.len()
+    }
+
     /// A bare question (for prompts: no steps, no answer).
     pub fn question(question: &str, tok: &CoconutTokenizer) -> Result<Self, TokenizerError> {
         Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new() })

@@ -67,6 +67,33 @@ pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
     epoch_order(n, seed, epoch).chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
 }
 
+/// The batches of one epoch with items of similar length together, so a batch pads less: the
+/// epoch's order (as in [`epoch_batches`]) is cut into windows of `window` batches, each window is
+/// sorted by `lengths` and cut into batches, and the batches are shuffled (seeded by `seed`,
+/// `epoch`). Every item is in exactly one batch. `window` 1 keeps [`epoch_batches`]' batches, each
+/// sorted (a batch split over devices then gives each device items of similar length); 0 is
+/// [`epoch_batches`] itself.
+pub fn epoch_batches_by_length(lengths: &[usize], batch_size: usize, seed: u64, epoch: usize, window: usize) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let batch_size = batch_size.max(1);
+    if window == 0 {
+        return epoch_batches(lengths.len(), batch_size, seed, epoch);
+    }
+    let mut batches: Vec<Vec<usize>> = epoch_order(lengths.len(), seed, epoch)
+        .chunks(batch_size * window)
+        .flat_map(|w| {
+            let mut w = w.to_vec();
+            w.sort_by_key(|&i| lengths[i]);
+            w.chunks(batch_size).map(<[usize]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect();
+    if window > 1 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_B47C ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        batches.shuffle(&mut rng);
+    }
+    batches
+}
+
 /// The collated training batch of `indices` at `stage`; the uniform-stage draw is seeded by
 /// (`seed`, `step`) so a resumed run builds the same batch.
 #[allow(clippy::too_many_arguments)]
@@ -231,4 +258,46 @@ pub fn optimizer_step_multi(
     }
     let model = optim.step_multi(lr, model, multi);
     (model, total.expect("at least one device"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Padded tokens (batch size × longest item) summed over the batches.
+    fn padded(batches: &[Vec<usize>], lengths: &[usize]) -> usize {
+        batches.iter().map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0)).sum()
+    }
+
+    #[test]
+    fn length_grouped_batches_hold_every_item_once_and_pad_less() {
+        // Question lengths spread like ProsQA's (60-400 tokens), in a fixed pseudo-random order.
+        let lengths: Vec<usize> = (0..1000).map(|i| 60 + (i * 7919 % 341)).collect();
+        let random = epoch_batches(lengths.len(), 16, 3, 5);
+        for window in [0, 1, 8, 64] {
+            let grouped = epoch_batches_by_length(&lengths, 16, 3, 5, window);
+            let mut seen: Vec<usize> = grouped.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "window {window}: every item exactly once");
+            assert!(grouped.iter().all(|b| b.len() <= 16) && grouped.iter().filter(|b| b.len() < 16).count() <= 1);
+            assert_eq!(grouped, epoch_batches_by_length(&lengths, 16, 3, 5, window), "deterministic in (seed, epoch)");
+            assert_ne!(grouped, epoch_batches_by_length(&lengths, 16, 3, 6, window), "a new order each epoch");
+        }
+        // Window 0 is the random batches; window 1 keeps their contents.
+        assert_eq!(epoch_batches_by_length(&lengths, 16, 3, 5, 0), random);
+        let same: Vec<Vec<usize>> = epoch_batches_by_length(&lengths, 16, 3, 5, 1)
+            .into_iter()
+            .map(|mut b| {
+                b.sort_unstable();
+                b
+            })
+            .collect();
+        let mut plain = random.clone();
+        plain.iter_mut().for_each(|b| b.sort_unstable());
+        assert_eq!(same, plain);
+        // Windows of 64 batches leave at most a fifth of the random batches' padding.
+        let real: usize = lengths.iter().sum();
+        let (before, after) = (padded(&random, &lengths), padded(&epoch_batches_by_length(&lengths, 16, 3, 5, 64), &lengths));
+        assert!(after < real + (before - real) / 5, "padding {} -> {} tokens over {real} real", before - real, after - real);
+    }
 }
