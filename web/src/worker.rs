@@ -13,7 +13,8 @@ use coconut::checkpoint::Checkpoint;
 use coconut::curriculum::{Curriculum, Variant};
 use coconut::eval::extract_answer;
 use coconut::generate::{generate_async, read};
-use coconut::train::{OptimConfig, accuracy_async, epoch_batches, optimizer_step, tokenize_items, training_batch};
+use coconut::train::{OptimConfig, accuracy_async, epoch_batches, tokenize_items};
+use coconut::trainer::{Trainer, TrainerState};
 use coconut::{Gpt2, prosqa};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -332,44 +333,45 @@ async fn fine_tune(s: &State, st: FineTuneSettings) -> Result<(), String> {
     let heldout_tok = tokenize_items(heldout, tok)?;
     let curriculum = Curriculum { variant: loaded.variant, ..Curriculum::default() };
     let optim_cfg = OptimConfig { lr: st.lr, batch_size: st.batch_size, ..OptimConfig::default() };
-    let mut model = if st.from_scratch { loaded.ckpt.config.init(&device) } else { loaded.ckpt.model(&device).map_err(|e| e.to_string())? };
+    let model = if st.from_scratch { loaded.ckpt.config.init(&device) } else { loaded.ckpt.model(&device).map_err(|e| e.to_string())? };
+    // The loop `coconut train` drives: fresh optimizer at every stage switch, steps seeded by (seed, step).
+    let mut trainer = Trainer::new(model, optim_cfg, st.seed, TrainerState::default(), vec![device.clone()], curriculum.max_latent_stage);
     let total_steps = (st.last_stage + 1) * st.steps_per_stage;
     s.post(&FromWorker::FineTune(FineTuneEvent::Started { total_steps, train_questions: train_n, heldout_questions: heldout_n, seed: st.seed }));
     let mut step = 0;
     let mut cancelled = false;
     'stages: for stage in 0..=st.last_stage {
-        let mut optim = optim_cfg.optimizer(); // the official reset at every stage switch
+        trainer.begin_epoch(stage);
         let mut batches = Vec::new();
-        let mut epoch = 0;
+        let mut pass = 0;
         while batches.len() < st.steps_per_stage {
-            batches.extend(epoch_batches(train.len(), st.batch_size, st.seed, stage * 1000 + epoch));
-            epoch += 1;
+            batches.extend(epoch_batches(train.len(), st.batch_size, st.seed, stage * 1000 + pass));
+            pass += 1;
         }
+        let mut accuracy = 0.0;
         for (i, indices) in batches.into_iter().take(st.steps_per_stage).enumerate() {
             let t0 = now_ms();
-            let batch = training_batch(&train, &indices, &curriculum, stage, tok, st.seed, step, &device);
-            let (next, loss) = optimizer_step(model, &mut optim, &[batch], &curriculum, st.lr);
-            model = next;
-            let loss = read::<1, Float, f32>(loss).await?[0];
+            let loss = read::<1, Float, f32>(trainer.step(&train, &indices, &curriculum, tok)).await?[0];
             if !loss.is_finite() {
                 return Err(format!("the loss became {loss} at step {step}: lower the learning rate"));
             }
-            step += 1;
+            step = trainer.state.global_step;
             let secs = (now_ms() - t0) / 1000.0;
             s.post(&FromWorker::FineTune(FineTuneEvent::Step { step, stage, loss, samples_per_s: indices.len() as f64 / secs.max(1e-9) }));
             let stage_end = i + 1 == st.steps_per_stage;
             if heldout_n > 0 && (stage_end || (st.eval_every > 0 && step % st.eval_every == 0)) {
                 let k = curriculum.eval_thoughts(stage, 6);
-                let inference = model.valid();
-                let acc = accuracy_async(&inference, heldout, &heldout_tok, &curriculum, k, tok, 16, 64, &inference.device()).await?;
-                s.post(&FromWorker::FineTune(FineTuneEvent::Eval { step, stage, k, accuracy: acc }));
+                let inference = trainer.model.valid();
+                accuracy = accuracy_async(&inference, heldout, &heldout_tok, &curriculum, k, tok, 16, 64, &inference.device()).await?;
+                s.post(&FromWorker::FineTune(FineTuneEvent::Eval { step, stage, k, accuracy }));
             }
-            *s.tuned.borrow_mut() = Some(model.valid());
+            *s.tuned.borrow_mut() = Some(trainer.model.valid());
             if !checkpoint_control(s, step).await {
                 cancelled = true;
                 break 'stages;
             }
         }
+        trainer.end_epoch(accuracy);
     }
     s.post(&FromWorker::FineTune(FineTuneEvent::Finished { step, cancelled }));
     Ok(())

@@ -68,7 +68,7 @@ impl Model {
                 anyhow::ensure!(self.curriculum.variant.feeds_back(), "reference decoding is for methods that feed thoughts back");
                 prompts.iter().map(|p| generate_reference(&self.model, p, self.tok().special, max_new_tokens, &self.device)).collect()
             } else {
-                let gens = generate(&self.model, &prompts, self.tok().special, max_new_tokens, self.curriculum.variant.feeds_back(), &self.device);
+                let gens = generate(&self.model, prompts, self.tok().special, max_new_tokens, self.curriculum.variant.feeds_back(), &self.device);
                 gens.into_iter().map(|g| g.tokens).collect()
             };
             outs.extend(tokens.into_iter().map(|t| (self.tok().decode(&t), t)));

@@ -4,9 +4,9 @@
 //! - `config.json`     the `Gpt2Config`,
 //! - `tokenizer.json`  a standard HF tokenizer file,
 //! - `manifest.json`   format version, a hash of the config, size and SHA-256 of the weights, and
-//!                     size and SHA-256 of every other file the checkpoint carries (a training run's
-//!                     `optimizer.bpk`, `trainer.json` and `train_config.toml`), and what the
-//!                     model was trained for (`TrainedFor`: how it is meant to be asked).
+//!   size and SHA-256 of every other file the checkpoint carries (a training run's
+//!   `optimizer.bpk`, `trainer.json` and `train_config.toml`), and what the
+//!   model was trained for (`TrainedFor`: how it is meant to be asked).
 //!
 //! Loading checks all of it: another format version, a config that does not match the manifest or
 //! the weights, a truncated or corrupt file each give an error that says which. Directories

@@ -2,6 +2,7 @@
 //!
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
 //! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics),
+//! [`train`] (one optimizer step, batches, accuracy) and [`trainer`] (the loop the CLI and the page drive),
 //! [`analyze`] and [`probe`] (what a model computes, per question and over a set), [`backend`] (the only place naming backends).
 
 pub mod analyze;
@@ -21,6 +22,7 @@ pub mod prosqa;
 pub mod score;
 pub mod tokenizer;
 pub mod train;
+pub mod trainer;
 
 pub use backend::BackendKind;
 pub use checkpoint::Checkpoint;

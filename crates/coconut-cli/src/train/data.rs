@@ -1,0 +1,238 @@
+//! The data plan of a run: the first split and validation questions, and which questions each
+//! epoch trains on (fresh draws, the graph-size warm-up, the search stage's listings), never one
+//! that is validated on or in the official sets.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use coconut::data::Item;
+use coconut::{prontoqa, prosqa};
+
+use super::config::DataSection;
+
+/// Which questions a run trains and validates on.
+pub struct DataPlan {
+    section: DataSection,
+    /// The first split: epoch 0's questions, and every epoch's that draws nothing new.
+    pub train: Vec<Item>,
+    pub val: Vec<Item>,
+    /// What a new draw never contains: the validation split and the official sets.
+    never_train: HashSet<String>,
+}
+
+impl DataPlan {
+    pub fn new(d: &DataSection, official: &Path) -> Result<Self> {
+        if d.fresh_each_epoch && d.dataset == "files" {
+            bail!("data.fresh_each_epoch needs a generated dataset (prosqa, prontoqa), not files");
+        }
+        let (train, val) = load_data(d, official)?;
+        let mut plan = Self { section: d.clone(), train, val, never_train: HashSet::new() };
+        if plan.draws_new() {
+            plan.never_train = fresh_exclude(&plan.val, official)?;
+        }
+        Ok(plan)
+    }
+
+    /// Whether some epoch trains on other questions than the first split as it is.
+    pub fn draws_new(&self) -> bool {
+        let d = &self.section;
+        d.fresh_each_epoch || d.graph_warmup.is_some() || d.search_epochs > 0
+    }
+
+    /// The questions of `epoch` when they are not the first split as it is (`None` when they are):
+    /// a new draw (fresh epochs, the graph-size warm-up), listed breadth-first in the search
+    /// stage's epochs. Deterministic in (`seed`, `epoch`), so a resumed run sees the same data.
+    pub fn epoch_items(&self, epoch: usize) -> Result<Option<Vec<Item>>> {
+        if !self.draws_new() {
+            return Ok(None);
+        }
+        let fresh = fresh_train_items(&self.section, epoch, &self.never_train)?;
+        Ok(match (epoch < self.section.search_epochs, fresh) {
+            (true, items) => Some(search_items(items.as_deref().unwrap_or(&self.train), self.section.seed ^ epoch as u64)?),
+            (false, items) => items,
+        })
+    }
+}
+
+fn load_data(d: &DataSection, official: &Path) -> Result<(Vec<Item>, Vec<Item>)> {
+    let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<Item>> {
+        crate::infer::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)
+    };
+    Ok(match d.dataset.as_str() {
+        "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
+        "prosqa" | "prontoqa" => {
+            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &official_questions(official)?)?;
+            let (train, val) = all.split_at(d.train_size);
+            (train.to_vec(), val.to_vec())
+        }
+        other => bail!("data.dataset `{other}` is not one of prosqa, prontoqa, files"),
+    })
+}
+
+/// The official ProsQA validation and test questions in `dir` (`--official-data`): never trained on.
+fn official_questions(dir: &Path) -> Result<HashSet<String>> {
+    let mut questions = HashSet::new();
+    for f in ["prosqa_valid.json", "prosqa_test.json"].map(|f| dir.join(f)) {
+        if f.exists() {
+            questions.extend(crate::infer::load_items(&f)?.into_iter().map(|i| i.question));
+        }
+    }
+    Ok(questions)
+}
+
+/// `n` generated questions of `dataset`, none of them in `exclude`.
+fn generate_items(dataset: &str, n: usize, seed: u64, exclude: &HashSet<String>) -> Result<Vec<Item>> {
+    Ok(match dataset {
+        "prosqa" => prosqa::generate(n, seed, &prosqa::GenConfig::default(), exclude).map_err(anyhow::Error::msg)?,
+        // The ProntoQA generator is one seeded stream: drop excluded items and keep drawing.
+        "prontoqa" => prontoqa::generate(n + exclude.len(), seed).into_iter().filter(|i| !exclude.contains(&i.question)).take(n).collect(),
+        other => bail!("data.dataset `{other}` is not a generated dataset (prosqa, prontoqa)"),
+    })
+}
+
+/// What a fresh epoch must never draw: the validation split and the official sets.
+fn fresh_exclude(val: &[Item], official: &Path) -> Result<HashSet<String>> {
+    let mut exclude = official_questions(official)?;
+    exclude.extend(val.iter().map(|i| i.question.clone()));
+    Ok(exclude)
+}
+
+/// The training questions of `epoch` when it does not reuse the first split (`None` when it does):
+/// a new draw from the generator (a graph-size warm-up epoch, or any `epoch > 0` with
+/// `fresh_each_epoch`), deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
+fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -> Result<Option<Vec<Item>>> {
+    let seed = d.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    if let Some(small) = d.graph_warmup.as_ref().and_then(|w| w.gen_config(epoch)) {
+        if d.dataset != "prosqa" {
+            bail!("data.graph_warmup needs data.dataset = \"prosqa\", not `{}`", d.dataset);
+        }
+        return Ok(Some(
+            prosqa::generate(d.train_size, seed, &small, exclude).map_err(|e| anyhow::anyhow!("data.graph_warmup at epoch {epoch}: {e}"))?,
+        ));
+    }
+    if !d.fresh_each_epoch || epoch == 0 {
+        return Ok(None);
+    }
+    generate_items(&d.dataset, d.train_size, seed, exclude).map(Some)
+}
+
+/// The search stage's items: each question's steps replaced by every fact reachable from its
+/// person, breadth-first (`prosqa::breadth_first_steps`, seeded by `seed` and the item's index).
+fn search_items(items: &[Item], seed: u64) -> Result<Vec<Item>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let steps = prosqa::breadth_first_steps(item, seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .context("data.search_epochs needs ProsQA questions with their graphs")?;
+            Ok(Item { steps, ..item.clone() })
+        })
+        .collect()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::{GraphWarmup, TrainConfig};
+    use coconut::curriculum::{Curriculum, Variant};
+
+    /// The official sets, wherever the tests run from.
+    fn official() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/prosqa")
+    }
+
+    #[test]
+    fn fresh_epochs_draw_new_questions_and_never_validation_ones() {
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 300,
+            val_size: 50,
+            seed: 5,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: true,
+            graph_warmup: None,
+            search_epochs: 0,
+            length_window: 0,
+        };
+        let (first, val) = load_data(&d, &official()).unwrap();
+        let exclude = fresh_exclude(&val, &official()).unwrap();
+        assert_eq!(fresh_train_items(&d, 0, &exclude).unwrap(), None, "epoch 0 is the first split");
+        let one = fresh_train_items(&d, 1, &exclude).unwrap().unwrap();
+        let two = fresh_train_items(&d, 2, &exclude).unwrap().unwrap();
+        assert_eq!(one.len(), 300);
+        assert_eq!(Some(&one), fresh_train_items(&d, 1, &exclude).unwrap().as_ref(), "a resumed run must see the same epoch");
+        let seen: HashSet<&str> = first.iter().map(|i| i.question.as_str()).collect();
+        let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
+        let new = |e: &[Item]| e.iter().filter(|i| !seen.contains(i.question.as_str())).count();
+        assert!(new(&one) > 290 && new(&two) > 290, "epochs 1 and 2 are new graphs");
+        assert_ne!(one, two);
+        assert!(one.iter().chain(&two).all(|i| !held.contains(i.question.as_str())), "no validation question is trained on");
+        let files = DataSection { dataset: "files".into(), ..d };
+        assert!(fresh_train_items(&files, 1, &exclude).unwrap_err().to_string().contains("generated dataset"));
+    }
+
+    #[test]
+    fn graph_warmup_grows_small_graphs_to_full_size_then_stops() {
+        let warmup = GraphWarmup { epochs: 4, hold_epochs: 0, min_nodes: 6, max_nodes: 9, min_hops: 1 };
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 200,
+            val_size: 50,
+            seed: 7,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: false,
+            graph_warmup: Some(warmup.clone()),
+            search_epochs: 0,
+            length_window: 0,
+        };
+        let (_, val) = load_data(&d, &official()).unwrap();
+        let exclude = fresh_exclude(&val, &official()).unwrap();
+        let nodes = |items: &[Item]| items.iter().map(|i| i.idx_to_symbol.as_ref().unwrap().len()).collect::<Vec<_>>();
+        let first = fresh_train_items(&d, 0, &exclude).unwrap().expect("epoch 0 is a warm-up epoch");
+        assert_eq!(first.len(), 200);
+        assert!(nodes(&first).iter().all(|n| (6..=9).contains(n)), "epoch 0: 6..=9 nodes, got {:?}", nodes(&first));
+        assert!(first.iter().all(|i| prosqa::validate(i).is_ok()), "small graphs are valid ProsQA items");
+        assert!(first.iter().any(|i| i.steps.len() < 3), "one-hop and two-hop questions appear");
+        // Half-way: 6 + (21 - 6) / 2 = 13.5 -> 14 and 9 + (26 - 9) / 2 = 17.5 -> 18 nodes, 2 hops.
+        let mid = warmup.gen_config(2).unwrap();
+        assert_eq!((mid.min_nodes, mid.max_nodes, mid.min_hops), (14, 18, 2));
+        let mid_items = fresh_train_items(&d, 2, &exclude).unwrap().unwrap();
+        assert!(nodes(&mid_items).iter().all(|n| (14..=18).contains(n)));
+        assert_eq!(fresh_train_items(&d, 4, &exclude).unwrap(), None, "after the warm-up: the first split again");
+        let held: HashSet<&str> = val.iter().map(|i| i.question.as_str()).collect();
+        assert!(first.iter().chain(&mid_items).all(|i| !held.contains(i.question.as_str())));
+        let held_small = GraphWarmup { epochs: 6, hold_epochs: 2, ..warmup.clone() };
+        assert_eq!(held_small.gen_config(1), warmup.gen_config(0), "held at the small size");
+        assert_eq!(held_small.gen_config(4), warmup.gen_config(2), "then grows over the remaining 4 epochs");
+        let pronto = DataSection { dataset: "prontoqa".into(), ..d };
+        assert!(fresh_train_items(&pronto, 0, &exclude).unwrap_err().to_string().contains("graph_warmup"));
+    }
+
+    #[test]
+    fn search_stage_comes_before_the_curriculum_and_lists_reachable_facts() {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
+        cfg.curriculum = Curriculum { epochs_per_stage: 1, ..Curriculum::default() };
+        cfg.data.search_epochs = 2;
+        assert_eq!([0, 1, 2, 3, 4].map(|e| cfg.stage_of_epoch(e)), [0, 0, 0, 1, 2]);
+        cfg.curriculum.variant = Variant::NoCot;
+        assert_eq!(
+            [0, 1, 2, 3].map(|e| cfg.curriculum_of_epoch(e).variant),
+            [Variant::Cot, Variant::Cot, Variant::NoCot, Variant::NoCot],
+            "No-CoT reads the listing too"
+        );
+        let items = prosqa::generate(20, 3, &prosqa::GenConfig::default(), &HashSet::new()).unwrap();
+        let search = search_items(&items, 9).unwrap();
+        for (item, s) in items.iter().zip(&search) {
+            assert_eq!((&s.question, &s.answer), (&item.question, &item.answer));
+            assert!(s.steps.len() > item.steps.len(), "every reachable fact, not one path");
+            assert!(item.steps.iter().all(|step| s.steps.contains(step)), "the path's facts are among them");
+            assert!(s.steps.iter().all(|step| item.question.contains(step.as_str())), "only facts the question states");
+        }
+        assert!(search_items(&[Item::text("q", &["s"], "a")], 0).unwrap_err().to_string().contains("search_epochs"));
+    }
+}

@@ -1,0 +1,74 @@
+//! The model a run starts from: a small GPT-2 from `[model]`, or `run.init` (a checkpoint or a
+//! HuggingFace GPT-2) with room for Coconut's tokens.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use coconut::checkpoint::Checkpoint;
+use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
+
+use super::config::{PositionInit, PositionKind, TrainConfig};
+
+/// Model and tokenizer at the start of a run.
+pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coconut::Gpt2, CoconutTokenizer)> {
+    match cfg.run.init.as_deref() {
+        None => {
+            let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
+            let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
+            let m = cfg.model.as_ref().context("[model] is required without run.init")?;
+            let position = match m.position {
+                PositionKind::Learned => coconut::gpt2::Position::Learned,
+                PositionKind::Rope => coconut::gpt2::Position::Rope,
+            };
+            if position == coconut::gpt2::Position::Rope && m.position_init != PositionInit::Normal {
+                bail!("model.position_init sets learned positions; it does not apply to model.position = \"rope\"");
+            }
+            let config = Gpt2Config {
+                n_positions: m.n_positions,
+                dropout: m.dropout,
+                position,
+                ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head)
+            };
+            device.seed(cfg.run.seed);
+            let mut model = config.init(device);
+            if m.position_init == PositionInit::Sinusoidal {
+                model.wpe = burn::module::Param::from_tensor(coconut::gpt2::sinusoidal_positions(config.n_positions, config.n_embd, 0.01, device));
+            }
+            if !m.offset_heads.is_empty() {
+                let head_dim = m.n_embd / m.n_head;
+                if m.offset_heads.len() > m.n_head || head_dim < 16 {
+                    bail!(
+                        "model.offset_heads: {} offset heads need as many heads (n_head = {}) of at least 16 features (have {head_dim})",
+                        m.offset_heads.len(),
+                        m.n_head
+                    );
+                }
+                model = match position {
+                    coconut::gpt2::Position::Learned => coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0),
+                    coconut::gpt2::Position::Rope => coconut::gpt2::with_rotary_offset_heads(model, &m.offset_heads, 10.0),
+                };
+            }
+            Ok((config, model, tok))
+        }
+        Some(init) => {
+            let (config, model, tok) = if let Some(dir) = init.strip_prefix("hf:") {
+                hf::load_hf_dir(Path::new(dir), device)?
+            } else {
+                let ckpt = Checkpoint::load(Path::new(init))?;
+                let model = ckpt.model(device)?;
+                (ckpt.config, model, ckpt.tokenizer)
+            };
+            // Make room for the Coconut tokens; new rows start from "<<" as in the official code.
+            let vocab = tok.vocab_size().max(config.vocab_size);
+            let from = tok.encode("<<").ok().and_then(|ids| ids.first().copied()).unwrap_or(tok.special.eos) as usize;
+            let model = model.resize_vocab(vocab, from);
+            Ok((Gpt2Config { vocab_size: vocab, ..config }, model, tok))
+        }
+    }
+}
+
+fn prontoqa_vocabulary() -> String {
+    format!(" {} True False true false or not : ", prontoqa::PROPERTIES.join(" "))
+}
+
