@@ -17,7 +17,7 @@ use coconut::train::{OptimConfig, optimizer_step};
 use coconut::{CoconutTokenizer, Gpt2Config, coconut::DeviceBatch, prosqa};
 use serde_json::{Value, json};
 
-use crate::infer::load_items;
+use coconut::dataset::load_items;
 
 const STAGES: [usize; 3] = [0, 3, 6];
 const K: usize = coconut::checkpoint::DEFAULT_THOUGHTS;

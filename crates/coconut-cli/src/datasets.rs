@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use coconut::{data, prosqa};
 
-use crate::{infer, positive, write_atomic};
+use crate::{positive, write_atomic};
 
 /// How many questions, from which seed, into which file.
 #[derive(clap::Args)]
@@ -69,7 +69,7 @@ pub enum DataCommand {
 fn load_items(paths: &[PathBuf]) -> Result<Vec<data::Item>> {
     let mut all = Vec::new();
     for p in paths {
-        all.extend(infer::load_items(p)?);
+        all.extend(coconut::dataset::load_items(p)?);
     }
     Ok(all)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant};
-use coconut::data::{self, Item};
+use coconut::data::Item;
 use coconut::eval::{PathCategory, answer_correct, path_category};
 use coconut::generate::{check_positions, generate, generate_reference};
 use coconut::{Checkpoint, CoconutTokenizer, Gpt2};
@@ -100,11 +100,6 @@ pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batc
         "decoding": if m.reference_decoding { "reference" } else { "cached" },
         "seconds": seconds,
     }))
-}
-
-pub fn load_items(path: &Path) -> Result<Vec<Item>> {
-    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    data::parse_items(&bytes).with_context(|| path.display().to_string())
 }
 
 /// `--k-sweep A..B`: one report per k, a Markdown table and an SVG of stacked category bars.

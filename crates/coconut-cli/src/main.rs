@@ -406,7 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
             let k = m.k;
             m.reference_decoding = decoding == Decoding::Reference;
-            let items = infer::load_items(&data)?;
+            let items = coconut::dataset::load_items(&data)?;
             let in_data = || data.display().to_string();
             let report = match k_sweep {
                 None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size).with_context(in_data)?,

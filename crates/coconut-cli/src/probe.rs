@@ -46,7 +46,7 @@ pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()>
     let load = |checkpoint: &PathBuf, data: &PathBuf, n: usize| -> Result<_> {
         let ckpt = Checkpoint::load(checkpoint)?;
         let model = ckpt.model(&device)?;
-        let mut items = crate::infer::load_items(data)?;
+        let mut items = coconut::dataset::load_items(data)?;
         items.truncate(n);
         anyhow::ensure!(!items.is_empty(), "{}: no questions to probe", data.display());
         Ok((ckpt, model, items))

@@ -2,13 +2,13 @@
 //! `{"question", "answer", "steps": [...]}`; ProsQA items also carry the graph
 //! (`idx_to_symbol`, `edges`, `root`, `target`, `neg_target`).
 //!
-//! Loading is strict: a malformed file, a missing or mistyped field, an edge out of range or an
-//! answer that contradicts the graph is an error naming the item index and the field. Never a panic.
+//! Parsing is strict: a malformed file, a missing or mistyped field or an index that is not a
+//! number is an error naming the item index and the field. Never a panic. Whether a ProsQA item's
+//! graph agrees with its text is `prosqa::validate`; `dataset` reads files with both checks.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::prosqa;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Item {
@@ -44,6 +44,11 @@ impl Item {
     pub fn is_prosqa(&self) -> bool {
         self.idx_to_symbol.is_some()
     }
+
+    /// Whether the item carries any of the graph fields (then it must carry a consistent graph).
+    pub fn has_graph_fields(&self) -> bool {
+        self.idx_to_symbol.is_some() || self.edges.is_some() || self.root.is_some() || self.target.is_some() || self.neg_target.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -67,8 +72,8 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Parses and validates a dataset file's bytes.
-pub fn parse_items(bytes: &[u8]) -> Result<Vec<Item>, DataError> {
+/// Parses a dataset file's bytes (the format only; `dataset::parse_items` also checks the graphs).
+pub fn parse_format(bytes: &[u8]) -> Result<Vec<Item>, DataError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| DataError::Json(e.to_string()))?;
     let Value::Array(items) = v else { return Err(DataError::NotArray(kind(&v))) };
     items.iter().enumerate().map(|(index, v)| parse_item(index, v)).collect()
@@ -134,10 +139,6 @@ fn parse_item(index: usize, v: &Value) -> Result<Item, DataError> {
         target: index_of("target")?,
         neg_target: index_of("neg_target")?,
     };
-    let graph_fields = [item.idx_to_symbol.is_some(), item.edges.is_some(), item.root.is_some(), item.target.is_some(), item.neg_target.is_some()];
-    if graph_fields.iter().any(|&b| b) {
-        prosqa::validate(&item).map_err(|(field, msg)| err(&field, msg))?;
-    }
     Ok(item)
 }
 

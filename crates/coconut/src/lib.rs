@@ -1,7 +1,7 @@
 //! Coconut: Chain of Continuous Thought (Hao et al. 2024, arXiv 2412.06769) on GPT-2, in Burn.
 //!
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
-//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`prosqa`] (generator, validation, statistics),
+//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`dataset`] (reading checked files), [`prosqa`] (generator, validation, statistics),
 //! [`train`] (one optimizer step, batches, accuracy) and [`trainer`] (the loop the CLI and the page drive),
 //! [`analyze`] and [`probe`] (what a model computes, per question and over a set), [`backend`] (the only place naming backends).
 
@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod coconut;
 pub mod curriculum;
 pub mod data;
+pub mod dataset;
 pub mod eval;
 pub mod generate;
 pub mod gpt2;

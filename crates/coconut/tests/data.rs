@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use coconut::data::{DataError, parse_items};
+use coconut::data::DataError;
+use coconut::dataset::parse_items;
 use coconut::prosqa::{self, GenConfig, compare, dataset_stats, parse_question};
 use coconut::{gsm8k, prontoqa};
 

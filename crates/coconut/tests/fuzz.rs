@@ -2,7 +2,7 @@
 //! dataset loader, arbitrary and mutated question text into the question parser and the tokenizer.
 //! Each must return a value or an error, never panic.
 
-use coconut::data::parse_items;
+use coconut::dataset::parse_items;
 use coconut::prosqa::parse_question;
 use proptest::prelude::*;
 

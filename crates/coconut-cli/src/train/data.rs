@@ -57,7 +57,7 @@ impl DataPlan {
 
 fn load_data(d: &DataSection, official: &Path) -> Result<(Vec<Item>, Vec<Item>)> {
     let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<Item>> {
-        crate::infer::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)
+        Ok(coconut::dataset::load_items(p.as_ref().with_context(|| format!("data.{what} is required for dataset = \"files\""))?)?)
     };
     Ok(match d.dataset.as_str() {
         "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
@@ -75,7 +75,7 @@ fn official_questions(dir: &Path) -> Result<HashSet<String>> {
     let mut questions = HashSet::new();
     for f in ["prosqa_valid.json", "prosqa_test.json"].map(|f| dir.join(f)) {
         if f.exists() {
-            questions.extend(crate::infer::load_items(&f)?.into_iter().map(|i| i.question));
+            questions.extend(coconut::dataset::load_items(&f)?.into_iter().map(|i| i.question));
         }
     }
     Ok(questions)
