@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use coconut::Checkpoint;
-use coconut::probe::{latent_mass, latent_mass_table, lookup_probe};
+use coconut::probe::{latent_mass, latent_mass_table, latent_search, latent_search_svg, latent_search_table, lookup_probe};
 
 #[derive(Subcommand)]
 pub enum ProbeCommand {
     /// Teacher-forced log-probabilities of the language chain: copy (X in "Every X is a Y"), lookup
-    /// (Y: the fact about X found in the question), answer; next to the uniform baseline.
+    /// (Y: the fact about X found in the question), answer; next to the uniform baseline; and where
+    /// the first lookup's probability goes (X's children, the options, X, its parents, the rest).
     Lookup {
         #[arg(long)]
         checkpoint: PathBuf,
@@ -40,6 +41,22 @@ pub enum ProbeCommand {
         #[arg(long)]
         k: Option<usize>,
     },
+    /// The paper's latent-search analysis: after each thought, the frontier nodes' mean value by
+    /// height (shortest distance to a leaf), over N questions; writes OUT.json, OUT.md and OUT.svg.
+    LatentSearch {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Output prefix: OUT.json, OUT.md, OUT.svg.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+        /// Thoughts (default: the k the checkpoint was trained for, else 6).
+        #[arg(long)]
+        k: Option<usize>,
+    },
 }
 
 pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()> {
@@ -58,13 +75,15 @@ pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()>
                 .map_err(anyhow::Error::msg)
                 .with_context(|| data.display().to_string())?;
             eprintln!(
-                "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions)",
+                "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
                 checkpoint.display(),
                 p.copy.mean_logprob,
                 p.lookup.mean_logprob,
                 p.answer.mean_logprob,
                 p.uniform_logprob,
-                p.questions
+                p.questions,
+                100.0 * p.first_lookup.mass["child"],
+                100.0 * p.first_lookup.uniform["child"]
             );
             let mut v = serde_json::to_value(&p)?;
             v["checkpoint"] = checkpoint.display().to_string().into();
@@ -84,6 +103,22 @@ pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()>
             let md = latent_mass_table(&rows, &caption);
             let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "rows": rows });
             for (ext, text) in [("json", serde_json::to_string_pretty(&v)?), ("md", md.clone())] {
+                let path = PathBuf::from(format!("{}.{ext}", out.display()));
+                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+            }
+            println!("{md}");
+        }
+        ProbeCommand::LatentSearch { checkpoint, data, out, n, k } => {
+            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
+            let (_, k, _) = ckpt.asked_as(None, k);
+            let rows = latent_search(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, &device)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| data.display().to_string())?;
+            let name = data.file_name().unwrap_or_default().to_string_lossy();
+            let caption = format!("Frontier nodes' mean value by height, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
+            let md = latent_search_table(&rows, &caption);
+            let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "k": k, "rows": rows });
+            for (ext, text) in [("json", serde_json::to_string_pretty(&v)?), ("md", md.clone()), ("svg", latent_search_svg(&rows))] {
                 let path = PathBuf::from(format!("{}.{ext}", out.display()));
                 std::fs::write(&path, text).with_context(|| path.display().to_string())?;
             }

@@ -28,6 +28,23 @@ fn the_lookup_probe_matches_the_scripts_figures() {
 }
 
 #[test]
+fn the_first_lookup_distribution_matches_the_scripts_figures() {
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let ckpt = root().join("static/models/prosqa-cot");
+    let out = coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5"]);
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ours, script) = (&ours["first_lookup"], fixture("lookupdist-prosqa-cot-valid5.json"));
+    assert_eq!(ours["questions"], script["questions"]);
+    for kind in ["child", "option", "self", "parent", "other"] {
+        for what in ["mass", "uniform"] {
+            // The script rounds to 3 decimals.
+            let (a, b) = (ours[what][kind].as_f64().unwrap(), script[what][kind].as_f64().unwrap());
+            assert!((a - b).abs() <= 5e-4 + 1e-6, "{what} {kind}: ours {a}, the script's {b}");
+        }
+    }
+}
+
+#[test]
 fn the_latent_mass_matches_the_scripts_table() {
     let dir = fresh_dir("latent-mass");
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
@@ -44,4 +61,24 @@ fn the_latent_mass_matches_the_scripts_table() {
         }
     }
     assert!(std::fs::read_to_string(dir.join("mass.md")).unwrap().contains("| thought | the two options |"));
+}
+
+#[test]
+fn the_latent_search_matches_the_scripts_figure() {
+    let dir = fresh_dir("latent-search");
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let ckpt = root().join("static/models/prosqa-coconut");
+    let prefix = dir.join("search");
+    let args = ["probe", "latent-search", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5", "--k", "3"];
+    coconut_ok(&[&args[..], &["--out", prefix.to_str().unwrap()]].concat());
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("search.json")).unwrap()).unwrap();
+    let script = fixture("latent-search-prosqa-coconut-valid5-k3.json");
+    let (ours, script) = (ours["rows"].as_array().unwrap(), script["rows"].as_array().unwrap());
+    assert_eq!(ours.len(), script.len());
+    for (o, s) in ours.iter().zip(script) {
+        assert_eq!((&o["thought"], &o["height"], &o["nodes"]), (&s["thought"], &s["height"], &s["nodes"]));
+        close(&o["mean_value"], &s["mean_value"], &format!("thought {} height {}", o["thought"], o["height"]));
+    }
+    let svg = std::fs::read_to_string(dir.join("search.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3, "one line per thought");
 }
