@@ -103,23 +103,72 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text().as_str()])?;
     let (config, default_batch) = shape(&args.config, tok.vocab_size())?;
     let batch_size = args.batch_size.unwrap_or(default_batch);
-    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
-    let ad = device.clone().autodiff();
     device.seed(0);
     let threads = threads();
     eprintln!(
         "bench: {} ({} layers, d={}, vocab {}), batch {batch_size}, {threads} thread(s), backend device {:?}",
         args.config, config.n_layer, config.n_embd, config.vocab_size, device
     );
-
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
-    let mut train_gflops = serde_json::Map::new();
-    // Training batches: generated questions (never the official sets), one batch per stage.
+    let training = bench_training(&config, &tok, batch_size, args.train_steps, &device)?;
+    let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
+    let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
+    let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
+    let mut report = json!({
+        "config": args.config,
+        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params() },
+        "batch_size": batch_size,
+        "threads": threads,
+        "train_samples_per_s": training.samples_per_s,
+        "train_gflops": training.gflops,
+        "gemm_peak_gflops": gemm,
+        "gen_latency_ms_b1": generation.latency,
+        "thought_ms_b1": generation.thought_ms,
+        "gen_questions_per_s": generation.questions_per_s,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.reference {
+        let n = generation.n;
+        let (prompts, new_tokens) = (&generation.prompts, &generation.new_tokens);
+        let spec = json!({
+            "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
+                        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
+            "threads": threads,
+            "device": args.reference_device,
+            "latent_id": tok.special.latent, "eos_id": tok.special.eos,
+            "train_steps": args.train_steps,
+            "train": training.batches,
+            "gen": { "prompts": &prompts[..n], "new_tokens": &new_tokens[..n], "recompute_questions": n,
+                     "batch_sizes": [32, 128], "batched_prompts": &prompts[..128.min(prompts.len())] },
+        });
+        let reference = run_reference(&spec)?;
+        report["ratios"] = ratios(&report, &reference);
+        report["reference"] = reference;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    let md = args.json.with_extension("md");
+    std::fs::write(&md, markdown(&report))?;
+    println!("{}", markdown(&report));
+    eprintln!("wrote {} and {}", args.json.display(), md.display());
+    Ok(())
+}
+
+/// Training figures per stage, and the batches trained on (the reference trains on the same).
+struct Training {
+    samples_per_s: serde_json::Map<String, Value>,
+    gflops: serde_json::Map<String, Value>,
+    batches: serde_json::Map<String, Value>,
+}
+
+/// Samples/s of `steps` optimizer steps on one batch of generated questions at each of `STAGES`.
+fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize, steps: usize, device: &Device) -> Result<Training> {
+    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
+    let ad = device.clone().autodiff();
+    let mut t = Training { samples_per_s: Default::default(), gflops: Default::default(), batches: Default::default() };
+    // Generated questions (never the official sets), one batch per stage.
     let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default()).map_err(anyhow::Error::msg)?;
-    let data: Vec<Tokenized> = coconut::train::tokenize_items(&items, &tok).map_err(anyhow::Error::msg)?;
-    let mut train = serde_json::Map::new();
-    let mut ref_train = serde_json::Map::new();
+    let data: Vec<Tokenized> = coconut::train::tokenize_items(&items, tok).map_err(anyhow::Error::msg)?;
     for stage in STAGES {
         // One collated batch: ours trains on it, and the reference gets exactly these sequences.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
@@ -139,35 +188,45 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         model = m;
         let t0 = Instant::now();
         let mut last = None;
-        for _ in 0..args.train_steps {
+        for _ in 0..steps {
             let (m, loss) = optimizer_step(model, &mut optim, std::slice::from_ref(&batch), &curriculum, 1e-4);
             model = m;
             last = Some(loss);
         }
         last.expect("steps").into_data(); // one read-back at the end: the work is done
         let secs = t0.elapsed().as_secs_f64();
-        let rate = (batch_size * args.train_steps) as f64 / secs;
+        let rate = (batch_size * steps) as f64 / secs;
         eprintln!("  train stage {stage}: {rate:.2} samples/s (sequence length {})", batch.len());
-        train.insert(format!("stage{stage}"), json!(rate));
-        let flops = train_flops_per_token(&config, batch.len()) * (batch.len() * batch_size * args.train_steps) as f64;
-        train_gflops.insert(format!("stage{stage}"), json!(flops / secs / 1e9));
-        if args.reference {
-            ref_train.insert(format!("stage{stage}"), batch_json(&host_batch));
-        }
+        t.samples_per_s.insert(format!("stage{stage}"), json!(rate));
+        let flops = train_flops_per_token(config, batch.len()) * (batch.len() * batch_size * steps) as f64;
+        t.gflops.insert(format!("stage{stage}"), json!(flops / secs / 1e9));
+        t.batches.insert(format!("stage{stage}"), batch_json(&host_batch));
     }
+    Ok(t)
+}
 
-    // Generation: official test questions, k = 6, the answer's length in new tokens.
-    let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
-    let n = args.questions.min(test.len());
-    let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
+/// Generation figures and the prompts they were measured on.
+struct Generation {
+    n: usize,
+    prompts: Vec<Vec<u32>>,
+    new_tokens: Vec<usize>,
+    latency: Value,
+    thought_ms: Value,
+    questions_per_s: serde_json::Map<String, Value>,
+}
+
+/// Batch-1 latency (k = 6, the answer's length in new tokens) on the first `n` test questions, the
+/// cost of one thought, and batched throughput.
+fn bench_generation(config: &Gpt2Config, tok: &CoconutTokenizer, test_tok: &[Tokenized], n: usize, device: &Device) -> Generation {
+    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let prompts: Vec<Vec<u32>> = test_tok.iter().map(|t| curriculum.prompt(t, K, tok.special)).collect();
     let new_tokens: Vec<usize> = test_tok.iter().map(|t| t.answer.len()).collect();
-    let model = config.init(&device);
-    generate(&model, &prompts[..1], tok.special, 2, true, &device); // warm-up
+    let model = config.init(device);
+    generate(&model, &prompts[..1], tok.special, 2, true, device); // warm-up
     let mut ms = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
-        generate(&model, &prompts[i..=i], tok.special, new_tokens[i], true, &device);
+        generate(&model, &prompts[i..=i], tok.special, new_tokens[i], true, device);
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let latency = stats(&mut ms);
@@ -176,7 +235,7 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let mut thought_ms = Vec::with_capacity(n);
     for t in test_tok.iter().take(n) {
         let time = |k: usize| {
-            let b = DeviceBatch::new(&coconut::generate::collate_prompts(&[curriculum.prompt(t, k, tok.special)], tok.special), &device);
+            let b = DeviceBatch::new(&coconut::generate::collate_prompts(&[curriculum.prompt(t, k, tok.special)], tok.special), device);
             let t0 = Instant::now();
             let out = coconut::coconut::forward(&model, &b, true);
             out.hidden.slice([0..1, b.len() - 1..b.len()]).into_data();
@@ -188,50 +247,16 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let thought_ms = stats(&mut thought_ms);
     eprintln!("  generation batch 1, k = {K}: {:.1} ms mean per question ({n} questions)", latency["mean"].as_f64().unwrap_or(0.0));
     let longest = *new_tokens.iter().max().unwrap_or(&1);
-    let mut per_s = serde_json::Map::new();
+    let mut questions_per_s = serde_json::Map::new();
     for b in [32, 128] {
         let b = b.min(prompts.len());
         let t0 = Instant::now();
-        generate(&model, &prompts[..b], tok.special, longest, true, &device);
+        generate(&model, &prompts[..b], tok.special, longest, true, device);
         let rate = b as f64 / t0.elapsed().as_secs_f64();
         eprintln!("  generation batch {b}: {rate:.1} questions/s");
-        per_s.insert(format!("b{b}"), json!(rate));
+        questions_per_s.insert(format!("b{b}"), json!(rate));
     }
-    let mut report = json!({
-        "config": args.config,
-        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": model.num_params() },
-        "batch_size": batch_size,
-        "threads": threads,
-        "train_samples_per_s": train,
-        "train_gflops": train_gflops,
-        "gemm_peak_gflops": gemm,
-        "gen_latency_ms_b1": latency,
-        "thought_ms_b1": thought_ms,
-        "gen_questions_per_s": per_s,
-        "peak_rss_mb": peak_rss_mb(),
-    });
-    if args.reference {
-        let spec = json!({
-            "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
-                        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
-            "threads": threads,
-            "device": args.reference_device,
-            "latent_id": tok.special.latent, "eos_id": tok.special.eos,
-            "train_steps": args.train_steps,
-            "train": ref_train,
-            "gen": { "prompts": &prompts[..n], "new_tokens": &new_tokens[..n], "recompute_questions": n,
-                     "batch_sizes": [32, 128], "batched_prompts": &prompts[..128.min(prompts.len())] },
-        });
-        let reference = run_reference(&spec)?;
-        report["ratios"] = ratios(&report, &reference);
-        report["reference"] = reference;
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
-    let md = args.json.with_extension("md");
-    std::fs::write(&md, markdown(&report))?;
-    println!("{}", markdown(&report));
-    eprintln!("wrote {} and {}", args.json.display(), md.display());
-    Ok(())
+    Generation { n, prompts, new_tokens, latency, thought_ms, questions_per_s }
 }
 
 /// Runs scripts/bench_reference.py in the repository's Python venv (created by scripts/bench-reference-env).

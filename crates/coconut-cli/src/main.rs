@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 mod bench;
+mod commands;
 mod datasets;
 mod export;
 mod infer;
@@ -25,7 +26,7 @@ fn tune_allocator() {
     }
 }
 
-use coconut::{BackendKind, Checkpoint, CoconutTokenizer, hf, score};
+use coconut::BackendKind;
 
 const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
 /// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
@@ -318,54 +319,9 @@ fn run(cli: Cli) -> Result<()> {
         return default_run(&cli.backend, cli.devices, &cli.official_data);
     };
     match command {
-        Command::ImportHf { hf_dir, out } => {
-            let device = device(&cli.backend)?;
-            let (config, model, tokenizer) = hf::load_hf_dir(&hf_dir, &device).with_context(|| format!("importing {}", hf_dir.display()))?;
-            let foreign = export::foreign_files(&out, &export::checkpoint_files(&out))?;
-            if !foreign.is_empty() {
-                bail!(
-                    "--out {} holds files that are not a checkpoint's ({}): choose a new or empty directory (nothing was changed)",
-                    out.display(),
-                    foreign.join(", ")
-                );
-            }
-            let ckpt = Checkpoint::from_model(model, &config, tokenizer, &format!("coconut import-hf --hf-dir {}", hf_dir.display()))?;
-            ckpt.save(&out)?;
-            eprintln!(
-                "imported GPT-2 ({} layers, d={}, vocab {}, {:.1}M parameters) -> {}",
-                config.n_layer,
-                config.n_embd,
-                config.vocab_size,
-                config.num_params() as f64 / 1e6,
-                out.display()
-            );
-        }
-        Command::Score { checkpoint, text } => {
-            let device = device(&cli.backend)?;
-            let ckpt = Checkpoint::load(&checkpoint)?;
-            let model = ckpt.model(&device)?;
-            let tokens = ckpt.tokenizer.encode(&text)?;
-            coconut::generate::check_positions(tokens.len(), 0, ckpt.config.n_positions).map_err(|e| anyhow::anyhow!("--text: {e}"))?;
-            let logprobs = score::token_logprobs(&model, &tokens, &device).map_err(anyhow::Error::msg)?;
-            println!("{}", serde_json::json!({ "tokens": tokens, "logprobs": logprobs }));
-        }
-        Command::Tokenize { tokenizer, text, build_word_level, out } => {
-            if !build_word_level.is_empty() {
-                let out = out.context("--out is required with --build-word-level")?;
-                let mut texts = Vec::new();
-                for p in &build_word_level {
-                    texts.push(std::fs::read_to_string(p).with_context(|| p.display().to_string())?);
-                }
-                let tok = CoconutTokenizer::word_level(texts.iter().flat_map(|t| json_strings_or_text(t)))?;
-                tok.save(&out)?;
-                eprintln!("word-level tokenizer: {} tokens -> {}", tok.vocab_size(), out.display());
-            } else {
-                let path = tokenizer.context("--tokenizer is required")?;
-                let tok = if path.is_dir() { Checkpoint::load(&path)?.tokenizer } else { CoconutTokenizer::from_file(&path)? };
-                let ids = tok.encode(&text.unwrap_or_default())?;
-                println!("{}", serde_json::json!({ "tokens": ids }));
-            }
-        }
+        Command::ImportHf { hf_dir, out } => commands::import_hf(&hf_dir, &out, &device(&cli.backend)?)?,
+        Command::Score { checkpoint, text } => commands::score(&checkpoint, &text, &device(&cli.backend)?)?,
+        Command::Tokenize { tokenizer, text, build_word_level, out } => commands::tokenize(tokenizer, text, &build_word_level, out)?,
         Command::Backends => {
             for b in BackendKind::available() {
                 println!("{}", b.name());
@@ -373,18 +329,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Data { command } => datasets::data_command(command, &cli.official_data)?,
         Command::Probe { command } => probe::probe(command, device(&cli.backend)?)?,
-        Command::Analyze { checkpoint, question, k, out } => {
-            let device = device(&cli.backend)?;
-            let ckpt = Checkpoint::load(&checkpoint)?;
-            let model = ckpt.model(&device)?;
-            let (_, k, _) = ckpt.asked_as(None, k);
-            let a = coconut::analyze::analyze(&model, &ckpt.tokenizer, &question, k, ckpt.config.n_positions, &device).map_err(anyhow::Error::msg)?;
-            let json = serde_json::to_string(&a)?;
-            match out {
-                Some(p) => write_atomic(&p, json.as_bytes())?,
-                None => println!("{json}"),
-            }
-        }
+        Command::Analyze { checkpoint, question, k, out } => commands::analyze(&checkpoint, &question, k, out, &device(&cli.backend)?)?,
         Command::Train { config, out, resume, overwrite, allow_config_change, time_budget } => {
             let out = out.unwrap_or_else(|| default_out(&config));
             let run = train::RunArgs { config, out, resume, overwrite, allow_config_change, official_data: cli.official_data, time_budget };
@@ -392,42 +337,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate { checkpoint, question, k, method, max_new_tokens, json } => {
             let m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
-            let k = m.k;
-            let questions: Vec<&str> = question.iter().map(String::as_str).collect();
-            for (text, tokens) in m.answer(&questions, k, max_new_tokens, 64)? {
-                if json {
-                    println!("{}", serde_json::json!({ "answer": coconut::eval::extract_answer(&text), "text": text, "tokens": tokens }));
-                } else {
-                    println!("{text}");
-                }
-            }
+            commands::generate(&m, &question, max_new_tokens, json)?
         }
         Command::Eval { checkpoint, data, k, method, out, k_sweep, batch_size, max_new_tokens, decoding } => {
             let mut m = infer::Model::load(&checkpoint, method.as_deref(), k, device(&cli.backend)?)?;
-            let k = m.k;
             m.reference_decoding = decoding == Decoding::Reference;
-            let items = coconut::dataset::load_items(&data)?;
-            let in_data = || data.display().to_string();
-            let report = match k_sweep {
-                None => infer::evaluate(&m, &items, k, max_new_tokens, batch_size).with_context(in_data)?,
-                Some(range) => {
-                    let (a, b) = range
-                        .split_once("..")
-                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                        .context("--k-sweep takes A..B, e.g. 0..6")?;
-                    let (reports, table, svg) = infer::sweep(&m, &items, a..=b, max_new_tokens, batch_size).with_context(in_data)?;
-                    println!("{table}");
-                    if let Some(out) = &out {
-                        std::fs::write(out.with_extension("md"), &table)?;
-                        std::fs::write(out.with_extension("svg"), svg)?;
-                    }
-                    serde_json::json!({ "sweep": reports })
-                }
-            };
-            println!("{report}");
-            if let Some(out) = out {
-                write_atomic(&out, report.to_string().as_bytes())?;
-            }
+            commands::eval(&m, &data, out, k_sweep, batch_size, max_new_tokens)?
         }
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => {
             export::export_web(&checkpoint, &out, method.as_deref(), max_thoughts.map(usize::from), &device(&cli.backend)?)?
@@ -446,26 +361,6 @@ pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
     std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
     Ok(())
-}
-
-/// The strings of a JSON document (e.g. a ProsQA file's questions, steps and answers), or the text itself.
-fn json_strings_or_text(text: &str) -> Vec<String> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::String(s) => out.push(s.clone()),
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => {
-            let mut out = Vec::new();
-            walk(&v, &mut out);
-            out
-        }
-        Err(_) => vec![text.to_string()],
-    }
 }
 
 fn default_out(config: &std::path::Path) -> PathBuf {
