@@ -2,34 +2,33 @@
 //! side only renders, validates input and exchanges typed messages with it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use coconut::CoconutTokenizer;
-use coconut::prosqa::{self, ParsedQuestion, parse_question};
-use coconut::tokenizer::TokenizerError;
 use serde::Deserialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement, MessageEvent, Worker, WorkerOptions, WorkerType};
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{HtmlSelectElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 use yew::prelude::*;
 
 use crate::finetune::{FineTunePanel, FineTuneView, fine_tune_event};
 use crate::protocol::*;
+use crate::ask::{AskPanel, fetch_examples, validate};
+use crate::load::{backend_badge, load_panel};
 use crate::watch::Watch;
 
 /// The shipped models, relative to the page: the Coconut model (the default) and the same-size CoT
 /// baseline, for the comparison mode.
-const SHIPPED: [(&str, &str); 2] =
+pub(crate) const SHIPPED: [(&str, &str); 2] =
     [("static/models/prosqa-coconut", "Coconut model (default)"), ("static/models/prosqa-cot", "CoT baseline (same size, language steps)")];
 
 thread_local! {
     /// Which shipped model the worker loads (also after it restarts on the CPU).
-    static CHOSEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    pub(crate) static CHOSEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn chosen_model_dir() -> &'static str {
+pub(crate) fn chosen_model_dir() -> &'static str {
     SHIPPED[CHOSEN.with(std::cell::Cell::get)].0
 }
 
@@ -42,19 +41,19 @@ pub struct Example {
 
 #[derive(Clone, Default, PartialEq)]
 pub(crate) struct Page {
-    started: bool,
-    backend: Option<BackendInfo>,
-    progress: Option<(String, u64, u64)>,
-    model: Option<ModelInfo>,
-    tokenizer: Option<Rc<TokenizerHandle>>,
-    load_error: Option<String>,
-    asking: Option<u32>,
-    report: Option<Rc<AnswerReport>>,
-    ask_error: Option<String>,
+    pub(crate) started: bool,
+    pub(crate) backend: Option<BackendInfo>,
+    pub(crate) progress: Option<(String, u64, u64)>,
+    pub(crate) model: Option<ModelInfo>,
+    pub(crate) tokenizer: Option<Rc<TokenizerHandle>>,
+    pub(crate) load_error: Option<String>,
+    pub(crate) asking: Option<u32>,
+    pub(crate) report: Option<Rc<AnswerReport>>,
+    pub(crate) ask_error: Option<String>,
     pub(crate) ft: FineTuneView,
     /// The CoT baseline's answer to the question last answered, side by side.
-    compared: Option<Rc<ComparedAnswer>>,
-    error: Option<String>,
+    pub(crate) compared: Option<Rc<ComparedAnswer>>,
+    pub(crate) error: Option<String>,
 }
 
 impl Page {
@@ -70,7 +69,7 @@ impl Page {
 }
 
 /// A tokenizer compared by identity (it has no PartialEq).
-struct TokenizerHandle(CoconutTokenizer);
+pub(crate) struct TokenizerHandle(pub CoconutTokenizer);
 
 impl PartialEq for TokenizerHandle {
     fn eq(&self, other: &Self) -> bool {
@@ -165,7 +164,7 @@ impl WorkerHandle {
     }
 }
 
-fn absolute(url: &str) -> String {
+pub(crate) fn absolute(url: &str) -> String {
     web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| d.base_uri().ok().flatten())
@@ -238,29 +237,6 @@ fn mark_ready() {
 }
 
 /// What the question box currently says about the text.
-#[derive(Clone, PartialEq)]
-struct Validation {
-    unknown: Vec<String>,
-    parse: Result<ParsedQuestion, String>,
-}
-
-fn validate(text: &str, tok: Option<&TokenizerHandle>) -> Validation {
-    let unknown = match tok.map(|t| t.0.encode(text)) {
-        Some(Err(TokenizerError::UnknownWords(w))) => w,
-        _ => Vec::new(),
-    };
-    Validation { unknown, parse: parse_question(text) }
-}
-
-fn random_question(seed: u64) -> Option<coconut::data::Item> {
-    prosqa::generate(1, seed, &prosqa::GenConfig::default(), &HashSet::new()).ok()?.into_iter().next()
-}
-
-async fn fetch_examples() -> Result<Vec<Example>, String> {
-    let bytes = crate::loader::fetch_bytes("static/examples.json").await?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("static/examples.json: {e}"))
-}
-
 #[function_component(App)]
 pub fn app() -> Html {
     let page = use_reducer(Page::default);
@@ -386,253 +362,5 @@ pub fn app() -> Html {
              {"Paper: Hao et al., Training Large Language Models to Reason in a Continuous Latent Space (2024)."}</p>
         </footer>
       </main>
-    }
-}
-
-fn backend_badge(page: &Page) -> Html {
-    match &page.backend {
-        None => html! { <span id="backend" data-testid="backend-badge" class="badge pending">{"backend: starting…"}</span> },
-        Some(b) => html! {
-            <div class="backend">
-              <span id="backend" data-testid="backend-badge" class={classes!("badge", if b.webgpu { "gpu" } else { "cpu" })}
-                    title={b.reason.clone()}>{format!("backend: {}", b.label())}</span>
-              if let Some(r) = &b.reason {
-                <p id="fallback-reason" class="note">{format!("CPU fallback: {r}")}</p>
-              }
-            </div>
-        },
-    }
-}
-
-fn load_panel(page: &UseReducerHandle<Page>, worker: &WorkerHandle) -> Html {
-    let (loaded, total) = page.progress.as_ref().map(|p| (p.1, p.2)).unwrap_or((0, 0));
-    let status = match (&page.model, &page.load_error) {
-        (_, Some(e)) => html! { <span class="error" data-testid="error" role="alert">{format!("Model not loaded: {e}")}</span> },
-        (Some(m), None) => html! {
-            <span>{format!("{} — {} ({} layers × {}, {:.2} M parameters, trained as {}){}",
-                m.source, "loaded", m.layers, m.width, m.parameters as f64 / 1e6, m.method,
-                if m.from_cache { ", from the browser cache" } else { "" })}</span>
-        },
-        (None, None) if total > 0 => {
-            html! { <span>{format!("Downloading the model: {:.1} / {:.1} MB", loaded as f64 / 1e6, total as f64 / 1e6)}</span> }
-        }
-        (None, None) => html! { <span>{"Starting the model worker…"}</span> },
-    };
-    let retry = {
-        let (worker, dispatch) = (worker.clone(), page.dispatcher());
-        Callback::from(move |_: MouseEvent| {
-            dispatch.dispatch(Action::Loading);
-            worker.send(&ToWorker::Load { base: absolute(chosen_model_dir()) });
-        })
-    };
-    let on_shipped = {
-        let (worker, dispatch) = (worker.clone(), page.dispatcher());
-        Callback::from(move |e: Event| {
-            let sel: HtmlSelectElement = e.target_unchecked_into();
-            if let Some(i) = sel.value().parse::<usize>().ok().filter(|&i| i < SHIPPED.len()) {
-                CHOSEN.with(|c| c.set(i));
-                dispatch.dispatch(Action::Loading);
-                worker.send(&ToWorker::Load { base: absolute(SHIPPED[i].0) });
-            }
-        })
-    };
-    let chosen = CHOSEN.with(std::cell::Cell::get);
-    let on_files = {
-        let (worker, dispatch) = (worker.clone(), page.dispatcher());
-        Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            let Some(files) = input.files() else { return };
-            let (worker, dispatch) = (worker.clone(), dispatch.clone());
-            spawn_local(async move {
-                match read_checkpoint_files(&files).await {
-                    Ok(msg) => {
-                        dispatch.dispatch(Action::Loading);
-                        worker.send(&msg);
-                    }
-                    Err(e) => dispatch.dispatch(Action::LoadError(e)),
-                }
-            });
-        })
-    };
-    html! {
-      <section class="load" aria-label="Model">
-        <progress data-testid="load-progress" max={total.max(1).to_string()} value={if page.model.is_some() { total.max(1) } else { loaded }.to_string()}
-                  aria-label="Model download progress"></progress>
-        <p class="status">{status}</p>
-        <label>{"Shipped model "}
-          <select data-testid="model-select" onchange={on_shipped} aria-label="Shipped model">
-            { for SHIPPED.iter().enumerate().map(|(i, (_, name))| html! { <option value={i.to_string()} selected={i == chosen}>{*name}</option> }) }
-          </select>
-        </label>
-        if page.load_error.is_some() {
-          <button onclick={retry}>{"Retry download"}</button>
-        }
-        <label class="file">{"Load your own checkpoint (its manifest.json, config.json, tokenizer.json and model.bpk): "}
-          <input type="file" multiple=true onchange={on_files} />
-        </label>
-      </section>
-    }
-}
-
-async fn read_checkpoint_files(files: &web_sys::FileList) -> Result<ToWorker, String> {
-    let mut parts: Vec<(String, web_sys::File)> = Vec::new();
-    for i in 0..files.length() {
-        if let Some(f) = files.get(i) {
-            parts.push((f.name(), f));
-        }
-    }
-    let find = |name: &str| parts.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).ok_or(format!("pick the checkpoint's {name} too"));
-    let text =
-        |f: web_sys::File| async move { JsFuture::from(f.text()).await.map(|t| t.as_string().unwrap_or_default()).map_err(|e| format!("{e:?}")) };
-    let weights = JsFuture::from(find("model.bpk")?.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
-    Ok(ToWorker::LoadFiles {
-        manifest: text(find("manifest.json")?).await?,
-        config: text(find("config.json")?).await?,
-        tokenizer: text(find("tokenizer.json")?).await?,
-        weights: js_sys::Uint8Array::new(&weights).to_vec(),
-    })
-}
-
-/// What the question panel shows and changes.
-#[derive(Properties, PartialEq)]
-struct AskProps {
-    examples: UseStateHandle<Vec<Example>>,
-    question: UseStateHandle<String>,
-    seed_note: UseStateHandle<Option<String>>,
-    generated: UseStateHandle<Option<(String, String)>>,
-    compare: UseStateHandle<bool>,
-    k: UseStateHandle<usize>,
-    mode: UseStateHandle<Mode>,
-    /// The mode a question will use (a CoT-trained model always answers in CoT).
-    mode_now: Mode,
-    cot_model: bool,
-    asking: bool,
-    mode_select: NodeRef,
-    example_select: NodeRef,
-    max_k: usize,
-    valid: Validation,
-    can_ask: bool,
-    on_ask: Callback<()>,
-}
-
-/// Examples, a random question, the question box validated as you type, k, the mode, "Ask".
-#[function_component(AskPanel)]
-fn ask_panel(p: &AskProps) -> Html {
-    let AskProps { examples, question, seed_note, k, mode, mode_select, example_select, valid, .. } = p;
-    let (max_k, can_ask, on_ask) = (p.max_k, p.can_ask, p.on_ask.clone());
-    let on_example = {
-        let (examples, question, seed_note) = (examples.clone(), question.clone(), seed_note.clone());
-        Callback::from(move |e: Event| {
-            let sel: HtmlSelectElement = e.target_unchecked_into();
-            if let Some(ex) = sel.value().parse::<usize>().ok().and_then(|i| examples.get(i)) {
-                question.set(ex.question.clone());
-                seed_note.set(None);
-            }
-        })
-    };
-    let on_random = {
-        let (question, seed_note, generated) = (question.clone(), seed_note.clone(), p.generated.clone());
-        Callback::from(move |_: MouseEvent| {
-            let seed = (js_sys::Math::random() * 1e9) as u64;
-            if let Some(item) = random_question(seed) {
-                generated.set(Some((item.question.clone(), item.answer.clone())));
-                question.set(item.question);
-                seed_note.set(Some(format!("generated by our ProsQA generator, seed {seed} (expected answer: {})", item.answer)));
-            }
-        })
-    };
-    let on_input = {
-        let (question, seed_note) = (question.clone(), seed_note.clone());
-        Callback::from(move |e: InputEvent| {
-            let area: HtmlTextAreaElement = e.target_unchecked_into();
-            question.set(area.value());
-            seed_note.set(None);
-        })
-    };
-    let on_key = {
-        let on_ask = on_ask.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Enter" && (e.ctrl_key() || e.meta_key()) && can_ask {
-                e.prevent_default();
-                on_ask.emit(());
-            }
-        })
-    };
-    let on_k = {
-        let k = k.clone();
-        Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            if let Ok(v) = input.value().parse::<usize>() {
-                k.set(v.min(max_k));
-            }
-        })
-    };
-    let on_mode = {
-        let mode = mode.clone();
-        Callback::from(move |e: Event| {
-            let sel: HtmlSelectElement = e.target_unchecked_into();
-            mode.set(if sel.value() == "cot" { Mode::Cot } else { Mode::Coconut });
-        })
-    };
-    let unknown: HashSet<&str> = valid.unknown.iter().map(String::as_str).collect();
-    let preview = question.split_inclusive(char::is_whitespace).map(|w| {
-        let bare = w.trim().trim_end_matches(['.', '?', ',']);
-        if unknown.contains(bare) {
-            html! { <u class="unknown-word">{w}</u> }
-        } else {
-            html! { {w} }
-        }
-    });
-    let mode_now = p.mode_now.clone();
-    html! {
-      <>
-        <div class="row">
-          <label>{"Example: "}
-            <select ref={example_select.clone()} onchange={on_example} autocomplete="off" data-testid="example-select"
-                    aria-label="Example questions from the official validation set">
-              <option value="">{"(your own or a generated question)"}</option>
-              { for examples.iter().enumerate().map(|(i, ex)| {
-                  let query = ex.question.rsplit(". ").next().unwrap_or(&ex.question);
-                  html! { <option value={i.to_string()}>{format!("validation #{}: {query}", i + 1)}</option> }
-              }) }
-            </select>
-          </label>
-          <button onclick={on_random}>{"New random question"}</button>
-        </div>
-        if let Some(note) = &**seed_note { <p class="note">{note.clone()}</p> }
-        <label for="question">{"Question (facts, then “Is X a A or B?”)"}</label>
-        <textarea id="question" data-testid="question-input" rows="8" value={(**question).clone()} oninput={on_input} onkeydown={on_key}
-                  aria-invalid={(!valid.unknown.is_empty() || valid.parse.is_err()).to_string()} spellcheck="false" />
-        if !valid.unknown.is_empty() {
-          <div class="invalid" data-testid="unknown-words" role="status">
-            <p>{format!("Not in the model's vocabulary: {}", valid.unknown.join(", "))}</p>
-            <p class="preview">{ for preview }</p>
-          </div>
-        }
-        if let Err(e) = &valid.parse {
-          <p class="invalid" data-testid="parse-error" role="status">{e.clone()}</p>
-        }
-        <div class="row">
-          <label>{"Thoughts k "}
-            <input type="number" data-testid="k-input" min="0" max={max_k.to_string()} value={k.to_string()} onchange={on_k}
-                   disabled={mode_now == Mode::Cot} />
-          </label>
-          <label>{"Mode "}
-            <select ref={mode_select.clone()} onchange={on_mode} aria-label="Reasoning mode">
-              <option value="coconut" selected={mode_now == Mode::Coconut} disabled={p.cot_model}>{"Coconut (latent thoughts)"}</option>
-              <option value="cot" selected={mode_now == Mode::Cot}>{"CoT (language steps)"}</option>
-            </select>
-          </label>
-          <label title="Also ask the same-size CoT baseline (language steps) and show both answers side by side">
-            <input type="checkbox" data-testid="compare-toggle" checked={*p.compare} disabled={p.cot_model}
-                   onchange={{ let c = p.compare.clone(); Callback::from(move |e: Event| c.set(e.target_unchecked_into::<HtmlInputElement>().checked())) }} />
-            {" side by side with CoT"}
-          </label>
-          <button class="primary" data-testid="ask-button" disabled={!can_ask} onclick={Callback::from(move |_: MouseEvent| on_ask.emit(()))}>
-            { if p.asking { "Thinking…" } else { "Ask" } }
-          </button>
-        </div>
-        <p class="note">{"Ctrl+Enter asks. k thoughts are fed back as the next input embeddings before the model switches to language."}</p>
-      </>
     }
 }

@@ -5,11 +5,13 @@
 use wasm_bindgen::prelude::*;
 
 mod app;
+mod ask;
 mod chart;
 mod check;
 mod device;
 mod finetune;
 mod graph;
+mod load;
 mod loader;
 pub mod protocol;
 mod watch;

@@ -1,7 +1,7 @@
 //! Coconut: Chain of Continuous Thought (Hao et al. 2024, arXiv 2412.06769) on GPT-2, in Burn.
 //!
 //! One file a concept: [`gpt2`] (the model, with KV cache), [`hf`] (HuggingFace import),
-//! [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`dataset`] (reading checked files), [`prosqa`] (generator, validation, statistics),
+//! [`position_init`] (initial values for a model from scratch), [`tokenizer`], [`checkpoint`], [`score`], [`data`] (the dataset format), [`dataset`] (reading checked files), [`prosqa`] (generator, validation, statistics),
 //! [`train`] (one optimizer step, batches, accuracy) and [`trainer`] (the loop the CLI and the page drive),
 //! [`analyze`] and [`probe`] (what a model computes, per question and over a set), [`backend`] (the only place naming backends).
 
@@ -17,6 +17,7 @@ pub mod generate;
 pub mod gpt2;
 pub mod gsm8k;
 pub mod hf;
+pub mod position_init;
 pub mod probe;
 pub mod prontoqa;
 pub mod prosqa;

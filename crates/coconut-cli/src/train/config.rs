@@ -40,7 +40,7 @@ pub struct ModelSection {
     /// "the token two back", exists from the first step). The architecture is GPT-2's either way.
     #[serde(default)]
     pub position_init: PositionInit,
-    /// Offsets of first-layer heads that start out as position heads (`coconut::gpt2::with_offset_heads`,
+    /// Offsets of first-layer heads that start out as position heads (`coconut::position_init::with_offset_heads`,
     /// `with_rotary_offset_heads` with rotary positions):
     /// `[1, 2, 3, 4]` makes heads 0..3 attend 1, 2, 3 and 4 tokens back at step 0. Empty = GPT-2's init.
     #[serde(default)]

@@ -33,7 +33,7 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             device.seed(cfg.run.seed);
             let mut model = config.init(device);
             if m.position_init == PositionInit::Sinusoidal {
-                model.wpe = burn::module::Param::from_tensor(coconut::gpt2::sinusoidal_positions(config.n_positions, config.n_embd, 0.01, device));
+                model.wpe = burn::module::Param::from_tensor(coconut::position_init::sinusoidal_positions(config.n_positions, config.n_embd, 0.01, device));
             }
             if !m.offset_heads.is_empty() {
                 let head_dim = m.n_embd / m.n_head;
@@ -45,8 +45,8 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
                     );
                 }
                 model = match position {
-                    coconut::gpt2::Position::Learned => coconut::gpt2::with_offset_heads(model, &m.offset_heads, 8, 3.0),
-                    coconut::gpt2::Position::Rope => coconut::gpt2::with_rotary_offset_heads(model, &m.offset_heads, 10.0),
+                    coconut::gpt2::Position::Learned => coconut::position_init::with_offset_heads(model, &m.offset_heads, 8, 3.0),
+                    coconut::gpt2::Position::Rope => coconut::position_init::with_rotary_offset_heads(model, &m.offset_heads, 10.0),
                 };
             }
             Ok((config, model, tok))
