@@ -308,8 +308,7 @@ fn ratios(ours: &Value, theirs: &Value) -> Value {
 
 fn markdown(r: &Value) -> String {
     let f = |v: &Value| v.as_f64().map(|x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }).unwrap_or_else(|| "–".into());
-    let refv = &r["reference"];
-    let has_ref = !refv.is_null();
+    let has_ref = !r["reference"].is_null();
     let mut s = format!(
         "bench `{}`: {} layers × {}, {} parameters, batch {}, {} thread(s)\n\n| measure | ours (Burn) |{}\n|---|---|{}\n",
         r["config"].as_str().unwrap_or(""),
@@ -321,71 +320,53 @@ fn markdown(r: &Value) -> String {
         if has_ref { " PyTorch | ours / PyTorch |" } else { "" },
         if has_ref { "---|---|" } else { "" }
     );
-    let mut row = |name: String, ours: &Value, theirs: Option<&Value>, ratio: Option<&Value>| {
-        s += &format!("| {name} | {} |", f(ours));
+    for Row { name, ours, theirs, ratio } in rows(r) {
+        s += &format!("| {name} | {} |", f(&ours));
         if has_ref {
-            s += &format!(" {} | {} |", theirs.map(f).unwrap_or_else(|| "–".into()), ratio.map(f).unwrap_or_else(|| "–".into()));
+            s += &format!(" {} | {} |", theirs.as_ref().map(f).unwrap_or_else(|| "–".into()), ratio.as_ref().map(f).unwrap_or_else(|| "–".into()));
         }
         s += "\n";
-    };
+    }
+    s
+}
+
+/// One line of the bench table: our figure, PyTorch's, and their ratio.
+struct Row {
+    name: String,
+    ours: Value,
+    theirs: Option<Value>,
+    ratio: Option<Value>,
+}
+
+/// The lines of the bench table, from a report (with its reference figures when it has them).
+fn rows(r: &Value) -> Vec<Row> {
+    let refv = &r["reference"];
+    let row = |name: String, ours: &Value, theirs: Option<&Value>, ratio: Option<&Value>| Row { name, ours: ours.clone(), theirs: theirs.cloned(), ratio: ratio.cloned() };
+    let mut rows = Vec::new();
     for st in STAGES {
         let k = format!("stage{st}");
-        row(
-            format!("train samples/s, stage {st} (vs PyTorch Coconut multi-pass)"),
-            &r["train_samples_per_s"][&k],
-            Some(&refv["train_samples_per_s"][&k]),
-            Some(&r["ratios"][format!("train_{k}_vs_multipass")]),
-        );
-        if has_ref {
-            row(
-                format!("train samples/s, stage {st} (vs PyTorch plain forward+backward)"),
-                &r["train_samples_per_s"][&k],
-                Some(&refv["train_plain_samples_per_s"][&k]),
-                Some(&r["ratios"][format!("train_{k}_vs_plain")]),
-            );
+        let ours = &r["train_samples_per_s"][&k];
+        rows.push(row(format!("train samples/s, stage {st} (vs PyTorch Coconut multi-pass)"), ours, Some(&refv["train_samples_per_s"][&k]), Some(&r["ratios"][format!("train_{k}_vs_multipass")])));
+        if !refv.is_null() {
+            rows.push(row(format!("train samples/s, stage {st} (vs PyTorch plain forward+backward)"), ours, Some(&refv["train_plain_samples_per_s"][&k]), Some(&r["ratios"][format!("train_{k}_vs_plain")])));
         }
     }
-    row(
-        "generation ms/question, batch 1, k = 6 (vs official-style re-computation)".into(),
-        &r["gen_latency_ms_b1"]["mean"],
-        Some(&refv["gen_latency_ms_b1_recompute"]["mean"]),
-        Some(&r["ratios"]["gen_b1_vs_recompute"]),
-    );
-    row(
-        "generation ms/question, batch 1, k = 6 (vs HF with KV cache)".into(),
-        &r["gen_latency_ms_b1"]["mean"],
-        Some(&refv["gen_latency_ms_b1_kvcache"]["mean"]),
-        Some(&r["ratios"]["gen_b1_vs_kvcache"]),
-    );
+    let latency = &r["gen_latency_ms_b1"];
+    rows.push(row("generation ms/question, batch 1, k = 6 (vs official-style re-computation)".into(), &latency["mean"], Some(&refv["gen_latency_ms_b1_recompute"]["mean"]), Some(&r["ratios"]["gen_b1_vs_recompute"])));
+    rows.push(row("generation ms/question, batch 1, k = 6 (vs HF with KV cache)".into(), &latency["mean"], Some(&refv["gen_latency_ms_b1_kvcache"]["mean"]), Some(&r["ratios"]["gen_b1_vs_kvcache"])));
     for p in ["p50", "p95"] {
-        row(
-            format!("generation {p} ms, batch 1 (vs HF with KV cache)"),
-            &r["gen_latency_ms_b1"][p],
-            Some(&refv["gen_latency_ms_b1_kvcache"][p]),
-            None,
-        );
+        rows.push(row(format!("generation {p} ms, batch 1 (vs HF with KV cache)"), &latency[p], Some(&refv["gen_latency_ms_b1_kvcache"][p]), None));
     }
-    row("ms per continuous thought, batch 1 (prompt forward k = 6 minus k = 0, / 6)".into(), &r["thought_ms_b1"]["mean"], None, None);
+    rows.push(row("ms per continuous thought, batch 1 (prompt forward k = 6 minus k = 0, / 6)".into(), &r["thought_ms_b1"]["mean"], None, None));
     for b in ["b32", "b128"] {
-        row(
-            format!("generation questions/s, batch {}", &b[1..]),
-            &r["gen_questions_per_s"][b],
-            Some(&refv["gen_questions_per_s"][b]),
-            Some(&r["ratios"][format!("gen_{b}")]),
-        );
+        rows.push(row(format!("generation questions/s, batch {}", &b[1..]), &r["gen_questions_per_s"][b], Some(&refv["gen_questions_per_s"][b]), Some(&r["ratios"][format!("gen_{b}")])));
     }
     for st in STAGES {
-        row(
-            format!(
-                "training GFLOP/s, stage {st} (fraction of GEMM peak: {:.0}%)",
-                100.0 * r["train_gflops"][format!("stage{st}")].as_f64().unwrap_or(0.0) / r["gemm_peak_gflops"].as_f64().unwrap_or(f64::NAN)
-            ),
-            &r["train_gflops"][format!("stage{st}")],
-            None,
-            None,
-        );
+        let gflops = &r["train_gflops"][format!("stage{st}")];
+        let share = 100.0 * gflops.as_f64().unwrap_or(0.0) / r["gemm_peak_gflops"].as_f64().unwrap_or(f64::NAN);
+        rows.push(row(format!("training GFLOP/s, stage {st} (fraction of GEMM peak: {share:.0}%)"), gflops, None, None));
     }
-    row("f32 GEMM peak, GFLOP/s (1024³ matmul)".into(), &r["gemm_peak_gflops"], Some(&refv["gemm_peak_gflops"]), None);
-    row("peak RSS, MB".into(), &r["peak_rss_mb"], Some(&refv["peak_rss_mb"]), None);
-    s
+    rows.push(row("f32 GEMM peak, GFLOP/s (1024³ matmul)".into(), &r["gemm_peak_gflops"], Some(&refv["gemm_peak_gflops"]), None));
+    rows.push(row("peak RSS, MB".into(), &r["peak_rss_mb"], Some(&refv["peak_rss_mb"]), None));
+    rows
 }

@@ -1,8 +1,9 @@
 //! `coconut probe`: what a model has learned, over a set of questions, in one run (one model load).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use burn::prelude::Device;
 use clap::Subcommand;
 use coconut::Checkpoint;
 use coconut::probe::{latent_mass, latent_mass_table, latent_search, latent_search_svg, latent_search_table, lookup_probe};
@@ -59,71 +60,84 @@ pub enum ProbeCommand {
     },
 }
 
-pub fn probe(command: ProbeCommand, device: burn::prelude::Device) -> Result<()> {
-    let load = |checkpoint: &PathBuf, data: &PathBuf, n: usize| -> Result<_> {
-        let ckpt = Checkpoint::load(checkpoint)?;
-        let model = ckpt.model(&device)?;
-        let mut items = coconut::dataset::load_items(data)?;
-        items.truncate(n);
-        anyhow::ensure!(!items.is_empty(), "{}: no questions to probe", data.display());
-        Ok((ckpt, model, items))
-    };
+pub fn probe(command: ProbeCommand, device: Device) -> Result<()> {
     match command {
-        ProbeCommand::Lookup { checkpoint, data, n, json } => {
-            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
-            let p = lookup_probe(&model, &ckpt.tokenizer, &items, ckpt.config.n_positions, &device)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| data.display().to_string())?;
-            eprintln!(
-                "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
-                checkpoint.display(),
-                p.copy.mean_logprob,
-                p.lookup.mean_logprob,
-                p.answer.mean_logprob,
-                p.uniform_logprob,
-                p.questions,
-                100.0 * p.first_lookup.mass["child"],
-                100.0 * p.first_lookup.uniform["child"]
-            );
-            let mut v = serde_json::to_value(&p)?;
-            v["checkpoint"] = checkpoint.display().to_string().into();
-            println!("{v}");
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| path.display().to_string())?;
-            }
-        }
-        ProbeCommand::LatentMass { checkpoint, data, out, n, k } => {
-            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
-            let (_, k, _) = ckpt.asked_as(None, k);
-            let rows = latent_mass(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, &device)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| data.display().to_string())?;
-            let name = data.file_name().unwrap_or_default().to_string_lossy();
-            let caption = format!("Mean value per thought by kind of node, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
-            let md = latent_mass_table(&rows, &caption);
-            let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "rows": rows });
-            for (ext, text) in [("json", serde_json::to_string_pretty(&v)?), ("md", md.clone())] {
-                let path = PathBuf::from(format!("{}.{ext}", out.display()));
-                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
-            }
-            println!("{md}");
-        }
-        ProbeCommand::LatentSearch { checkpoint, data, out, n, k } => {
-            let (ckpt, model, items) = load(&checkpoint, &data, n)?;
-            let (_, k, _) = ckpt.asked_as(None, k);
-            let rows = latent_search(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, &device)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| data.display().to_string())?;
-            let name = data.file_name().unwrap_or_default().to_string_lossy();
-            let caption = format!("Frontier nodes' mean value by height, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
-            let md = latent_search_table(&rows, &caption);
-            let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "k": k, "rows": rows });
-            for (ext, text) in [("json", serde_json::to_string_pretty(&v)?), ("md", md.clone()), ("svg", latent_search_svg(&rows))] {
-                let path = PathBuf::from(format!("{}.{ext}", out.display()));
-                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
-            }
-            println!("{md}");
-        }
+        ProbeCommand::Lookup { checkpoint, data, n, json } => lookup(&checkpoint, &data, n, json, &device),
+        ProbeCommand::LatentMass { checkpoint, data, out, n, k } => mass(&checkpoint, &data, &out, n, k, &device),
+        ProbeCommand::LatentSearch { checkpoint, data, out, n, k } => search(&checkpoint, &data, &out, n, k, &device),
     }
+}
+
+/// The checkpoint, its model and the first `n` questions of `data`.
+fn load(checkpoint: &Path, data: &Path, n: usize, device: &Device) -> Result<(Checkpoint, coconut::Gpt2, Vec<coconut::data::Item>)> {
+    let ckpt = Checkpoint::load(checkpoint)?;
+    let model = ckpt.model(device)?;
+    let mut items = coconut::dataset::load_items(data)?;
+    items.truncate(n);
+    anyhow::ensure!(!items.is_empty(), "{}: no questions to probe", data.display());
+    Ok((ckpt, model, items))
+}
+
+/// Writes `OUT.ext` for each (ext, text).
+fn write_outputs(out: &Path, files: &[(&str, String)]) -> Result<()> {
+    for (ext, text) in files {
+        let path = PathBuf::from(format!("{}.{ext}", out.display()));
+        std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, device: &Device) -> Result<()> {
+    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
+    let p = lookup_probe(&model, &ckpt.tokenizer, &items, ckpt.config.n_positions, device)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| data.display().to_string())?;
+    eprintln!(
+        "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
+        checkpoint.display(),
+        p.copy.mean_logprob,
+        p.lookup.mean_logprob,
+        p.answer.mean_logprob,
+        p.uniform_logprob,
+        p.questions,
+        100.0 * p.first_lookup.mass["child"],
+        100.0 * p.first_lookup.uniform["child"]
+    );
+    let mut v = serde_json::to_value(&p)?;
+    v["checkpoint"] = checkpoint.display().to_string().into();
+    println!("{v}");
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+fn mass(checkpoint: &Path, data: &Path, out: &Path, n: usize, k: Option<usize>, device: &Device) -> Result<()> {
+    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
+    let (_, k, _) = ckpt.asked_as(None, k);
+    let rows = latent_mass(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, device)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| data.display().to_string())?;
+    let name = data.file_name().unwrap_or_default().to_string_lossy();
+    let caption = format!("Mean value per thought by kind of node, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
+    let md = latent_mass_table(&rows, &caption);
+    let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "rows": rows });
+    write_outputs(out, &[("json", serde_json::to_string_pretty(&v)?), ("md", md.clone())])?;
+    println!("{md}");
+    Ok(())
+}
+
+fn search(checkpoint: &Path, data: &Path, out: &Path, n: usize, k: Option<usize>, device: &Device) -> Result<()> {
+    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
+    let (_, k, _) = ckpt.asked_as(None, k);
+    let rows = latent_search(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, device)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| data.display().to_string())?;
+    let name = data.file_name().unwrap_or_default().to_string_lossy();
+    let caption = format!("Frontier nodes' mean value by height, {} questions of {name}, checkpoint {}", items.len(), checkpoint.display());
+    let md = latent_search_table(&rows, &caption);
+    let v = serde_json::json!({ "checkpoint": checkpoint, "data": data, "questions": items.len(), "k": k, "rows": rows });
+    write_outputs(out, &[("json", serde_json::to_string_pretty(&v)?), ("md", md.clone()), ("svg", latent_search_svg(&rows))])?;
+    println!("{md}");
     Ok(())
 }
