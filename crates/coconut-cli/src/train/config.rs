@@ -341,26 +341,37 @@ mod tests {
 
     #[test]
     fn every_shipped_config_parses_and_is_a_valid_run() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                // Valid as a run: values in range, [model] xor run.init, no init in runs/.
-                cfg.validate().unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                n += 1;
-            }
+        for path in config_files() {
+            let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            // Valid as a run: values in range, [model] xor run.init, no init in runs/.
+            cfg.validate().unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            n += 1;
         }
         assert!(n >= 6, "configs/ has the small and the paper configs");
+    }
+
+    /// configs/*.toml and configs/experiments/*.toml.
+    fn config_files() -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut files = Vec::new();
+        for d in [dir.clone(), dir.join("experiments")] {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    files.push(path);
+                }
+            }
+        }
+        files
     }
 
     #[test]
     fn every_config_is_described_in_the_readme() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-        for entry in std::fs::read_dir(root.join("configs")).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
+        for path in config_files() {
+            let name = path.strip_prefix(root.join("configs")).unwrap_or(&path).display().to_string();
             let stem = name.trim_end_matches(".toml");
             let sibling = stem.rsplit_once("-search-").map(|(_, v)| format!("`-{v}.toml`"));
             assert!(
