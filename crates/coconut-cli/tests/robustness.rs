@@ -193,6 +193,23 @@ fn a_loss_that_blows_up_before_any_checkpoint_says_so() {
 }
 
 #[test]
+fn weights_that_overflow_never_overwrite_the_last_good_checkpoint() {
+    let dir = fresh_dir("inf-weights");
+    let config = dir.join("inf.toml");
+    let base = std::fs::read_to_string(root().join("configs/tiny-overfit.toml")).unwrap();
+    // A learning rate beyond f32: the first update makes the weights infinite although the loss it
+    // was computed from is finite. Checkpoints every step: the first one after that update is refused.
+    let data = dir.join("q64.json");
+    coconut_ok(&["data", "prosqa", "--n", "64", "--seed", "11", "--out", s(&data)]);
+    let text = base.replace("lr = 3e-3", "lr = 1e39").replace("runs/q16.json", s(&data)).replace("log_every = 20", "log_every = 100");
+    std::fs::write(&config, text.replace("checkpoint_every = 1000", "checkpoint_every = 1")).unwrap();
+    let run = dir.join("run");
+    let err = refused(&["--devices", "1", "train", "--config", s(&config), "--out", s(&run)], "no longer finite numbers after step 1");
+    assert!(err.contains("No checkpoint was written"), "{err}");
+    assert!(!run.join("last").exists(), "no checkpoint holds the overflowed weights");
+}
+
+#[test]
 fn inputs_longer_than_the_model_positions_are_refused_before_compute() {
     let dir = fresh_dir("positions");
     let ckpt = tiny_checkpoint(&dir); // 64 positions

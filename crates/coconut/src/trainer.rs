@@ -11,6 +11,7 @@
 //! - a batch is split into one shard per device when every device gets an item, else into
 //!   `optim.grad_accum` micro-batches on the first device.
 
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,20 @@ impl Trainer {
             self.state.best_val_accuracy = Some(val_accuracy);
         }
         best
+    }
+
+    /// Whether every weight is a finite number (one read-back per parameter: for checkpoints, not
+    /// for every step). A step whose loss was finite can still make the weights overflow.
+    pub fn weights_finite(&self) -> bool {
+        struct Finite(Vec<Tensor<1, Bool>>);
+        impl burn::module::ModuleVisitor for Finite {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0.push(param.val().is_finite().all());
+            }
+        }
+        let mut finite = Finite(Vec::new());
+        self.model.visit(&mut finite);
+        finite.0.into_iter().all(|t| t.into_scalar())
     }
 
     /// Devices a step is split over.

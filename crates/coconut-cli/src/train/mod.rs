@@ -310,6 +310,7 @@ impl Run {
         let row = serde_json::json!({"step": trainer.state.global_step, "epoch": epoch, "stage": stage, "val_accuracy": acc, "k": k, "time_s": trainer.state.elapsed_s});
         writeln!(self.metrics, "{row}")?;
         self.bar.println(format!("epoch {epoch} (stage {stage}, k={k}): validation accuracy {:.1}%", 100.0 * acc));
+        self.check_weights(trainer)?;
         if trainer.end_epoch(acc) {
             Checkpoint::from_model(eval_model, &self.config, self.tok.clone(), "coconut train (best)")?
                 .trained_for(self.cfg.trained_for(stage, &self.tok))
@@ -318,7 +319,26 @@ impl Run {
         self.save_last(trainer)
     }
 
+    /// Weights that overflowed stop the run before they overwrite a checkpoint.
+    fn check_weights(&self, trainer: &Trainer) -> Result<()> {
+        if trainer.weights_finite() {
+            return Ok(());
+        }
+        let last = self.out.join("last");
+        let kept = if last.join(run_dir::STATE_FILE).exists() {
+            format!("{} keeps the last good checkpoint", last.display())
+        } else {
+            "No checkpoint was written before it".to_string()
+        };
+        bail!(
+            "the weights are no longer finite numbers after step {} (epoch {}); stopping. {kept} (lower optim.lr or set optim.grad_clip)",
+            trainer.state.global_step,
+            trainer.state.epoch
+        )
+    }
+
     fn save_last(&mut self, trainer: &mut Trainer) -> Result<()> {
+        self.check_weights(trainer)?;
         self.add_elapsed(&mut trainer.state);
         save_last(&self.out, &self.config, &trainer.model, &self.tok, &trainer.optim, &trainer.state, &self.cfg)
     }
