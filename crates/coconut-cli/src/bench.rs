@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant, collate};
 use coconut::generate::generate;
-use coconut::train::{OptimConfig, optimizer_step};
+use coconut::train::{OptimConfig, optimizer_step, optimizer_step_multi};
 use coconut::{CoconutTokenizer, Gpt2Config, coconut::DeviceBatch, prosqa};
 use serde_json::{Value, json};
 
@@ -35,13 +35,19 @@ pub struct BenchArgs {
 
 fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
     Ok(match name {
+        // What `cargo run --release` trains: the flagship config's model and batch size.
+        "flagship" => {
+            let cfg = crate::train::TrainConfig::load(&repository().join(crate::DEFAULT_CONFIG))?;
+            let m = cfg.model.as_ref().context("the flagship config has a [model]")?;
+            (Gpt2Config { n_positions: m.n_positions, position: m.position(), ..Gpt2Config::small(vocab, m.n_layer, m.n_embd, m.n_head) }, cfg.optim.batch_size)
+        }
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
         "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
         // The page models' shape (2 layers, 128 wide).
         "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32),
         // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
         "gpt2" => (Gpt2Config::gpt2_124m(), 8),
-        other => bail!("--config `{other}`: one of small, page, gpt2"),
+        other => bail!("--config `{other}`: one of flagship, small, page, gpt2"),
     })
 }
 
@@ -99,7 +105,7 @@ fn batch_json(b: &coconut::curriculum::Batch) -> Value {
     })
 }
 
-pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
+pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()> {
     let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text().as_str()])?;
     let (config, default_batch) = shape(&args.config, tok.vocab_size())?;
     let batch_size = args.batch_size.unwrap_or(default_batch);
@@ -111,7 +117,9 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
     );
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
-    let training = bench_training(&config, &tok, batch_size, args.train_steps, &device)?;
+    let training = bench_training(&config, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
+    // The same steps data-parallel over the workers a training run uses (one per core on a CPU).
+    let parallel = if workers.len() > 1 { Some(bench_training(&config, &tok, batch_size, args.train_steps, &workers)?) } else { None };
     let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
     let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
     let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
@@ -121,6 +129,9 @@ pub fn bench(args: BenchArgs, device: Device) -> Result<()> {
         "batch_size": batch_size,
         "threads": threads,
         "train_samples_per_s": training.samples_per_s,
+        "workers": 1,
+        "train_samples_per_s_workers": parallel.as_ref().map(|p| json!(p.samples_per_s)),
+        "train_workers": workers.len(),
         "train_gflops": training.gflops,
         "gemm_peak_gflops": gemm,
         "gen_latency_ms_b1": generation.latency,
@@ -162,9 +173,11 @@ struct Training {
 }
 
 /// Samples/s of `steps` optimizer steps on one batch of generated questions at each of `STAGES`.
-fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize, steps: usize, device: &Device) -> Result<Training> {
+/// With several `devices`, each step is data-parallel (one shard a device, Burn's multi-device step).
+fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize, steps: usize, devices: &[Device]) -> Result<Training> {
     let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
-    let ad = device.clone().autodiff();
+    let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let ad = devices[0].clone();
     let mut t = Training { samples_per_s: Default::default(), gflops: Default::default(), batches: Default::default() };
     // Generated questions (never the official sets), one batch per stage.
     let items = prosqa::generate(batch_size, 7, &prosqa::GenConfig::default(), &Default::default()).map_err(anyhow::Error::msg)?;
@@ -181,22 +194,31 @@ fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize
             .collect();
         let host_batch = collate(&seqs, tok.special);
         let batch = DeviceBatch::new(&host_batch, &ad);
+        let shards: Vec<DeviceBatch> = seqs
+            .chunks(seqs.len().div_ceil(devices.len()))
+            .zip(&devices)
+            .map(|(part, d)| DeviceBatch::new(&collate(part, tok.special), d))
+            .collect();
         let mut model = config.init(&ad);
         let mut optim = OptimConfig::default().optimizer();
-        let (m, loss) = optimizer_step(model, &mut optim, std::slice::from_ref(&batch), &curriculum, 1e-4); // warm-up
+        let step = |model, optim: &mut _| match devices.len() {
+            1 => optimizer_step(model, optim, std::slice::from_ref(&batch), &curriculum, 1e-4),
+            _ => optimizer_step_multi(model, optim, &shards, &devices, &curriculum, 1e-4),
+        };
+        let (m, loss) = step(model, &mut optim); // warm-up
         loss.into_data();
         model = m;
         let t0 = Instant::now();
         let mut last = None;
         for _ in 0..steps {
-            let (m, loss) = optimizer_step(model, &mut optim, std::slice::from_ref(&batch), &curriculum, 1e-4);
+            let (m, loss) = step(model, &mut optim);
             model = m;
             last = Some(loss);
         }
         last.expect("steps").into_data(); // one read-back at the end: the work is done
         let secs = t0.elapsed().as_secs_f64();
         let rate = (batch_size * steps) as f64 / secs;
-        eprintln!("  train stage {stage}: {rate:.2} samples/s (sequence length {})", batch.len());
+        eprintln!("  train stage {stage}, {} worker(s): {rate:.2} samples/s (sequence length {})", devices.len(), batch.len());
         t.samples_per_s.insert(format!("stage{stage}"), json!(rate));
         let flops = train_flops_per_token(config, batch.len()) * (batch.len() * batch_size * steps) as f64;
         t.gflops.insert(format!("stage{stage}"), json!(flops / secs / 1e9));
@@ -260,14 +282,14 @@ fn bench_generation(config: &Gpt2Config, tok: &CoconutTokenizer, test_tok: &[Tok
 }
 
 /// Runs scripts/bench_reference.py in the repository's Python venv (created by scripts/bench-reference-env).
+/// The repository holding the scripts and configs: the current directory (a binary carried to
+/// another machine runs from its checkout), else the one this binary was built from.
+fn repository() -> PathBuf {
+    if Path::new("scripts/bench_reference.py").exists() { PathBuf::from(".") } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("../..") }
+}
+
 fn run_reference(spec: &Value) -> Result<Value> {
-    // The repository holding the scripts: the current directory (a binary carried to another
-    // machine runs from its checkout), else the one this binary was built from.
-    let root = if Path::new("scripts/bench_reference.py").exists() {
-        Path::new(".").to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    };
+    let root = repository();
     let setup = root.join("scripts/bench-reference-env");
     let out = std::process::Command::new(&setup).output().with_context(|| format!("running {}", setup.display()))?;
     if !out.status.success() {
@@ -349,6 +371,15 @@ fn rows(r: &Value) -> Vec<Row> {
         rows.push(row(format!("train samples/s, stage {st} (vs PyTorch Coconut multi-pass)"), ours, Some(&refv["train_samples_per_s"][&k]), Some(&r["ratios"][format!("train_{k}_vs_multipass")])));
         if !refv.is_null() {
             rows.push(row(format!("train samples/s, stage {st} (vs PyTorch plain forward+backward)"), ours, Some(&refv["train_plain_samples_per_s"][&k]), Some(&r["ratios"][format!("train_{k}_vs_plain")])));
+        }
+    }
+    if let Some(parallel) = r["train_samples_per_s_workers"].as_object() {
+        for st in STAGES {
+            let k = format!("stage{st}");
+            let ours = &parallel[&k];
+            let speedup = ours.as_f64().zip(r["train_samples_per_s"][&k].as_f64()).map_or(f64::NAN, |(a, b)| a / b);
+            let name = format!("train samples/s, stage {st}, {} workers ({speedup:.2}× one worker)", r["train_workers"]);
+            rows.push(Row { name, ours: ours.clone(), theirs: None, ratio: None });
         }
     }
     let latency = &r["gen_latency_ms_b1"];

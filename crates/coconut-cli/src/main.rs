@@ -28,7 +28,7 @@ fn tune_allocator() {
 
 use coconut::BackendKind;
 
-const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
 /// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
 /// source location so that it does not depend on the current directory.
 const OFFICIAL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/prosqa");
@@ -200,7 +200,8 @@ enum Command {
     /// Training samples/s (stages 0, 3, 6), generation latency (batch 1, k = 6) and throughput (batch 32/128),
     /// peak memory; `--reference` runs the same work in PyTorch + HF transformers in the same run and reports ratios.
     Bench {
-        /// Model shape: small (4×256, the default training config), page (2×128), gpt2 (GPT-2 124M).
+        /// Model shape: flagship (the model `cargo run --release` trains, from its config), small (4×256),
+        /// page (2×128, learned positions: the shipped page models), gpt2 (GPT-2 124M).
         #[arg(long, default_value = "small")]
         config: String,
         /// Write the results here (JSON); a Markdown table goes next to it (.md).
@@ -350,6 +351,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { config, json, reference, reference_device, batch_size, train_steps, questions, test_file } => bench::bench(
             bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, questions, test_file },
             device(&cli.backend)?,
+            training_devices(&cli.backend, cli.devices)?,
         )?,
     }
     Ok(())

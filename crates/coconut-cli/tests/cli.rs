@@ -413,7 +413,7 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     coconut_ok(&[
         "bench",
         "--config",
-        "page",
+        "flagship",
         "--json",
         json.to_str().unwrap(),
         "--questions",
@@ -437,9 +437,15 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     assert!(v["gemm_peak_gflops"].as_f64().unwrap() > 0.1);
     let md = std::fs::read_to_string(dir.join("b.md")).unwrap();
     assert!(md.contains("| train samples/s, stage 6"), "{md}");
+    // The flagship's model (rotary, 8 heads, its batch size), also data-parallel over the workers a run uses.
+    assert_eq!((v["model"]["n_head"].as_u64(), v["batch_size"].as_u64()), (Some(8), Some(16)), "{v}");
+    if v["train_workers"].as_u64().unwrap() > 1 {
+        assert!(v["train_samples_per_s_workers"]["stage3"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(md.contains("workers ("), "{md}");
+    }
     // An unknown shape is refused by name.
     let out = coconut(&["bench", "--config", "huge", "--json", json.to_str().unwrap()]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of small, page, gpt2"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of flagship, small, page, gpt2"));
 }
 
 #[test]

@@ -73,6 +73,14 @@ fn default_positions() -> usize {
 }
 
 impl ModelSection {
+    /// The model's position encoding.
+    pub fn position(&self) -> coconut::gpt2::Position {
+        match self.position {
+            PositionKind::Learned => coconut::gpt2::Position::Learned,
+            PositionKind::Rope => coconut::gpt2::Position::Rope,
+        }
+    }
+
     /// Stands in for the section when the model comes from `run.init` (only the checks use it).
     const FROM_INIT: Self = Self {
         n_layer: 1,

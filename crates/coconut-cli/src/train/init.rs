@@ -8,7 +8,7 @@ use burn::prelude::*;
 use coconut::checkpoint::Checkpoint;
 use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
 
-use super::config::{PositionInit, PositionKind, TrainConfig};
+use super::config::{PositionInit, TrainConfig};
 
 /// Model and tokenizer at the start of a run.
 pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coconut::Gpt2, CoconutTokenizer)> {
@@ -17,10 +17,7 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             let vocab_text = prosqa::vocabulary_text() + &prontoqa_vocabulary();
             let tok = CoconutTokenizer::word_level([vocab_text.as_str()])?;
             let m = cfg.model.as_ref().context("[model] is required without run.init")?;
-            let position = match m.position {
-                PositionKind::Learned => coconut::gpt2::Position::Learned,
-                PositionKind::Rope => coconut::gpt2::Position::Rope,
-            };
+            let position = m.position();
             if position == coconut::gpt2::Position::Rope && m.position_init != PositionInit::Normal {
                 bail!("model.position_init sets learned positions; it does not apply to model.position = \"rope\"");
             }
