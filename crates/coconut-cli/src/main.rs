@@ -372,7 +372,7 @@ fn default_out(config: &std::path::Path) -> PathBuf {
 fn print_default_plan() {
     println!(
         "coconut: the default run trains {DEFAULT_CONFIG}:\n\
-         \x20 a 2-layer, 128-wide GPT-2 from scratch (word-level tokenizer) on freshly generated ProsQA:\n\
+         \x20 a 2-layer, 128-wide GPT-2 with rotary positions, from scratch (word-level tokenizer), on freshly generated ProsQA:\n\
          \x20 the search stage (each question followed by every fact reachable from its person), then\n\
          \x20 the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
          \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts;\n\
