@@ -48,7 +48,7 @@ struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
     #[arg(long, global = true, default_value = "flex", value_parser = known_backend)]
     backend: String,
-    /// Devices for data-parallel training (`train` only): CUDA 0..N, wgpu GPUs 0..N; on a CPU
+    /// Devices for data-parallel training (`train`, and `bench`'s workers figure): CUDA 0..N, wgpu GPUs 0..N; on a CPU
     /// backend N workers share the CPU. Default: one worker per core on a CPU backend (each with one
     /// thread unless RAYON_NUM_THREADS says otherwise), one device on a GPU backend. With dropout,
     /// only `--devices 1` is bit-reproducible.

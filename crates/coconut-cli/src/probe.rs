@@ -28,43 +28,34 @@ pub enum ProbeCommand {
     },
     /// Where each continuous thought puts its value: the two options, the frontier, the other
     /// reachable nodes, the rest (mean over N questions); writes OUT.json and OUT.md.
-    LatentMass {
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        /// Output prefix: OUT.json, OUT.md.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 100)]
-        n: usize,
-        /// Thoughts (default: the k the checkpoint was trained for, else 6).
-        #[arg(long)]
-        k: Option<usize>,
-    },
+    LatentMass(OverThoughts),
     /// The paper's latent-search analysis: after each thought, the frontier nodes' mean value by
     /// height (shortest distance to a leaf), over N questions; writes OUT.json, OUT.md and OUT.svg.
-    LatentSearch {
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        /// Output prefix: OUT.json, OUT.md, OUT.svg.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 100)]
-        n: usize,
-        /// Thoughts (default: the k the checkpoint was trained for, else 6).
-        #[arg(long)]
-        k: Option<usize>,
-    },
+    LatentSearch(OverThoughts),
+}
+
+/// A probe of the continuous thoughts over a set of questions.
+#[derive(clap::Args)]
+pub struct OverThoughts {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// Output prefix: OUT.json, OUT.md (and OUT.svg for the latent search).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    /// Thoughts (default: the k the checkpoint was trained for, else 6).
+    #[arg(long)]
+    k: Option<usize>,
 }
 
 pub fn probe(command: ProbeCommand, device: Device) -> Result<()> {
     match command {
         ProbeCommand::Lookup { checkpoint, data, n, json } => lookup(&checkpoint, &data, n, json, &device),
-        ProbeCommand::LatentMass { checkpoint, data, out, n, k } => mass(&checkpoint, &data, &out, n, k, &device),
-        ProbeCommand::LatentSearch { checkpoint, data, out, n, k } => search(&checkpoint, &data, &out, n, k, &device),
+        ProbeCommand::LatentMass(a) => mass(&a, &device),
+        ProbeCommand::LatentSearch(a) => search(&a, &device),
     }
 }
 
@@ -112,9 +103,10 @@ fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, devic
     Ok(())
 }
 
-fn mass(checkpoint: &Path, data: &Path, out: &Path, n: usize, k: Option<usize>, device: &Device) -> Result<()> {
-    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
-    let (_, k, _) = ckpt.asked_as(None, k);
+fn mass(a: &OverThoughts, device: &Device) -> Result<()> {
+    let (checkpoint, data, out) = (&a.checkpoint, &a.data, &a.out);
+    let (ckpt, model, items) = load(checkpoint, data, a.n, device)?;
+    let (_, k, _) = ckpt.asked_as(None, a.k);
     let rows = latent_mass(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, device)
         .map_err(anyhow::Error::msg)
         .with_context(|| data.display().to_string())?;
@@ -127,9 +119,10 @@ fn mass(checkpoint: &Path, data: &Path, out: &Path, n: usize, k: Option<usize>, 
     Ok(())
 }
 
-fn search(checkpoint: &Path, data: &Path, out: &Path, n: usize, k: Option<usize>, device: &Device) -> Result<()> {
-    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
-    let (_, k, _) = ckpt.asked_as(None, k);
+fn search(a: &OverThoughts, device: &Device) -> Result<()> {
+    let (checkpoint, data, out) = (&a.checkpoint, &a.data, &a.out);
+    let (ckpt, model, items) = load(checkpoint, data, a.n, device)?;
+    let (_, k, _) = ckpt.asked_as(None, a.k);
     let rows = latent_search(&model, &ckpt.tokenizer, &items, k, ckpt.config.n_positions, device)
         .map_err(anyhow::Error::msg)
         .with_context(|| data.display().to_string())?;

@@ -289,13 +289,7 @@ impl Run {
         if loss.is_finite() {
             return Ok(());
         }
-        let last = self.out.join("last");
-        let kept = if last.join(run_dir::STATE_FILE).exists() {
-            format!("The last good checkpoint is {}", last.display())
-        } else {
-            "No checkpoint was written before it (lower optim.lr or set optim.grad_clip)".to_string()
-        };
-        bail!("loss is {loss} at step {} (epoch {}); stopping. {kept}", state.global_step, state.epoch)
+        bail!("loss is {loss} at step {} (epoch {}); stopping. {}", state.global_step, state.epoch, self.what_is_kept())
     }
 
     /// Epoch end: validation accuracy with the stage's thoughts, `best/` and `last/`.
@@ -324,17 +318,22 @@ impl Run {
         if trainer.weights_finite() {
             return Ok(());
         }
-        let last = self.out.join("last");
-        let kept = if last.join(run_dir::STATE_FILE).exists() {
-            format!("{} keeps the last good checkpoint", last.display())
-        } else {
-            "No checkpoint was written before it".to_string()
-        };
         bail!(
-            "the weights are no longer finite numbers after step {} (epoch {}); stopping. {kept} (lower optim.lr or set optim.grad_clip)",
+            "the weights are no longer finite numbers after step {} (epoch {}); stopping. {}",
             trainer.state.global_step,
-            trainer.state.epoch
+            trainer.state.epoch,
+            self.what_is_kept()
         )
+    }
+
+    /// After a run stops on non-finite numbers: which checkpoint is the last good one.
+    fn what_is_kept(&self) -> String {
+        let last = self.out.join("last");
+        if last.join(run_dir::STATE_FILE).exists() {
+            format!("The last good checkpoint is {} (lower optim.lr or set optim.grad_clip)", last.display())
+        } else {
+            "No checkpoint was written before it (lower optim.lr or set optim.grad_clip)".to_string()
+        }
     }
 
     fn save_last(&mut self, trainer: &mut Trainer) -> Result<()> {
