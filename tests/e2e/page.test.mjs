@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -18,6 +18,8 @@ const DIST = join(ROOT, "dist");
 const ARTIFACTS = join(ROOT, "tests/e2e/artifacts");
 const MODEL = join(ROOT, "static/models/prosqa-coconut");
 const COT_MODEL = join(ROOT, "static/models/prosqa-cot");
+// The flagship run's committed checkpoint: rotary positions (the shipped models have learned ones).
+const FLAGSHIP = join(ROOT, "checkpoints/prosqa-page-coconut-search/last");
 const COCONUT = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "coconut");
 const VALID = join(ROOT, "../shared/prosqa/prosqa_valid.json");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -410,6 +412,25 @@ test("a lost WebGPU device: the worker restarts on the CPU, says why, and the qu
     await page.waitForSelector(".load .status >> text=loaded", { timeout: 120_000 });
     const answer = await ask(page, item.question, K);
     assert.equal(answer, nativeAnswer(item.question, K));
+  } finally {
+    await browser.close();
+  }
+});
+
+test("a rotary-position checkpoint (the flagship's kind) loaded from files answers on WebGPU as natively", { timeout: 600_000 }, async () => {
+  const dir = join(ARTIFACTS, "flagship-web");
+  await rm(dir, { recursive: true, force: true });
+  native(["export-web", "--checkpoint", FLAGSHIP, "--out", dir]);
+  assert.equal(JSON.parse(await readFile(join(dir, "config.json"), "utf8")).position, "Rope");
+  const { browser, page, errors } = await openApp(WEBGPU_FLAGS);
+  try {
+    await page.setInputFiles('.load input[type="file"]', ["config.json", "manifest.json", "model.bpk", "tokenizer.json"].map((n) => join(dir, n)));
+    await page.waitForSelector(".load .status >> text=your checkpoint", { timeout: 120_000 });
+    const item = await officialQuestion(3);
+    const answer = await ask(page, item.question, 3);
+    const out = JSON.parse(native(["generate", "--checkpoint", FLAGSHIP, "--question", item.question, "--k", "3", "--json"]));
+    assert.equal(answer, out.answer, "the page's answer differs from `coconut generate` on the rotary checkpoint");
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
   }
