@@ -194,11 +194,11 @@ fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize
             .collect();
         let host_batch = collate(&seqs, tok.special);
         let batch = DeviceBatch::new(&host_batch, &ad);
-        let shards: Vec<DeviceBatch> = seqs
-            .chunks(seqs.len().div_ceil(devices.len()))
-            .zip(&devices)
-            .map(|(part, d)| DeviceBatch::new(&collate(part, tok.special), d))
-            .collect();
+        // One shard a device (only data-parallel steps use them).
+        let shards: Vec<DeviceBatch> = match devices.len() {
+            1 => Vec::new(),
+            n => seqs.chunks(seqs.len().div_ceil(n)).zip(&devices).map(|(part, d)| DeviceBatch::new(&collate(part, tok.special), d)).collect(),
+        };
         let mut model = config.init(&ad);
         let mut optim = OptimConfig::default().optimizer();
         let step = |model, optim: &mut _| match devices.len() {
