@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Accuracy of a run's end-of-epoch checkpoints on one question file, each at its stage's thoughts.
 
-Reads DIR/epoch-N (the checkpoint after N epochs; copies of the run's last/ taken at epoch ends) and the
+Reads DIR/epoch-N (the model after N epochs: a run's `epochs/`, written with `run.keep_epochs = true`) and the
 run's config.toml for the stage schedule (search epochs, epochs per stage, max stage), evaluates each
 with `coconut eval` (k = the stage's thoughts, padded to max; CoT for the search epochs and stage 0),
 and writes OUT.json and OUT.md.
 
-Usage: scripts/snapshot_evals.py RUN_DIR SNAPSHOT_DIR DATA.json OUT_PREFIX
+Usage: scripts/snapshot_evals.py RUN_DIR RUN_DIR/epochs DATA.json OUT_PREFIX
 """
 import json
 import os

@@ -148,7 +148,7 @@ fn score_text(ckpt: &std::path::Path) -> String {
 fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
     let dir = fresh_dir("resume");
     let config = dir.join("tiny.toml");
-    std::fs::write(&config, TINY).unwrap();
+    std::fs::write(&config, TINY.replace("[run]\n", "[run]\nkeep_epochs = true\n")).unwrap();
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
     // One worker: TINY has dropout, whose masks N CPU workers draw from one generator in thread order.
     coconut_ok(&["--devices", "1", "train", "--config", config.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
@@ -198,6 +198,15 @@ fn killed_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_run() {
             .collect()
     };
     assert_eq!(logged(&whole), logged(&killed), "the resumed run's metrics.jsonl repeats or misses steps");
+    // run.keep_epochs: the model after each of the 40 epochs, the last one being last/'s.
+    let kept = |run: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(run.join("epochs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort_by_key(|n| n.trim_start_matches("epoch-").parse::<usize>().unwrap_or(usize::MAX));
+        names
+    };
+    assert_eq!(kept(&whole), (1..=40).map(|n| format!("epoch-{n}")).collect::<Vec<_>>());
+    assert_eq!(kept(&killed), kept(&whole));
+    assert_eq!(score_text(&killed.join("epochs/epoch-40")), score_text(&whole.join("last")));
 }
 
 #[test]

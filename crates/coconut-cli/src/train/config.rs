@@ -179,6 +179,10 @@ pub struct RunSection {
     /// Optimizer steps between checkpoints (besides every epoch end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// Keep each epoch's model in `epochs/epoch-N/` (N = epochs done; a model checkpoint without
+    /// optimizer state), so a run's learning curve can be measured afterwards on any question set.
+    #[serde(default)]
+    pub keep_epochs: bool,
     /// `hf:DIR` (HuggingFace GPT-2) or a checkpoint directory; absent = from scratch.
     pub init: Option<String>,
     /// The epoch a new run starts at (the official config's `resume`): with `init` = a CoT-trained

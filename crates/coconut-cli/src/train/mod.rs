@@ -2,7 +2,8 @@
 //!
 //! Output directory: `config.toml` (the run's config), `metrics.jsonl`, `last/` (model checkpoint +
 //! `optimizer.bpk` + `trainer.json`, written atomically every `checkpoint_every` steps and at every
-//! epoch end), `best/` (the best validation accuracy). `--resume DIR` continues exactly: the data,
+//! epoch end), `best/` (the best validation accuracy), `epochs/epoch-N/` (the model after N epochs,
+//! with `run.keep_epochs`). `--resume DIR` continues exactly: the data,
 //! batch order, uniform-stage draws and dropout masks are functions of (seed, epoch, step), and the
 //! optimizer state is restored, so a killed and resumed run ends with the weights of one that was not.
 //!
@@ -305,10 +306,16 @@ impl Run {
         writeln!(self.metrics, "{row}")?;
         self.bar.println(format!("epoch {epoch} (stage {stage}, k={k}): validation accuracy {:.1}%", 100.0 * acc));
         self.check_weights(trainer)?;
-        if trainer.end_epoch(acc) {
-            Checkpoint::from_model(eval_model, &self.config, self.tok.clone(), "coconut train (best)")?
-                .trained_for(self.cfg.trained_for(stage, &self.tok))
-                .save(&self.out.join("best"))?;
+        let (is_best, keep) = (trainer.end_epoch(acc), self.cfg.run.keep_epochs);
+        if is_best || keep {
+            let checkpoint = Checkpoint::from_model(eval_model, &self.config, self.tok.clone(), "coconut train")?
+                .trained_for(self.cfg.trained_for(stage, &self.tok));
+            if is_best {
+                checkpoint.save(&self.out.join("best"))?;
+            }
+            if keep {
+                checkpoint.save(&self.out.join("epochs").join(format!("epoch-{}", trainer.state.epoch)))?;
+            }
         }
         self.save_last(trainer)
     }
