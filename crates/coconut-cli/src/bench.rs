@@ -39,7 +39,7 @@ fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
         "flagship" => {
             let cfg = crate::train::TrainConfig::load(&repository().join(crate::DEFAULT_CONFIG))?;
             let m = cfg.model.as_ref().context("the flagship config has a [model]")?;
-            (Gpt2Config { n_positions: m.n_positions, position: m.position(), ..Gpt2Config::small(vocab, m.n_layer, m.n_embd, m.n_head) }, cfg.optim.batch_size)
+            (m.gpt2_config(vocab), cfg.optim.batch_size)
         }
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
         "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),

@@ -81,6 +81,16 @@ impl ModelSection {
         }
     }
 
+    /// The GPT-2 this section describes, over a vocabulary of `vocab_size` words.
+    pub fn gpt2_config(&self, vocab_size: usize) -> coconut::Gpt2Config {
+        coconut::Gpt2Config {
+            n_positions: self.n_positions,
+            dropout: self.dropout,
+            position: self.position(),
+            ..coconut::Gpt2Config::small(vocab_size, self.n_layer, self.n_embd, self.n_head)
+        }
+    }
+
     /// Stands in for the section when the model comes from `run.init` (only the checks use it).
     const FROM_INIT: Self = Self {
         n_layer: 1,

@@ -21,12 +21,7 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             if position == coconut::gpt2::Position::Rope && m.position_init != PositionInit::Normal {
                 bail!("model.position_init sets learned positions; it does not apply to model.position = \"rope\"");
             }
-            let config = Gpt2Config {
-                n_positions: m.n_positions,
-                dropout: m.dropout,
-                position,
-                ..Gpt2Config::small(tok.vocab_size(), m.n_layer, m.n_embd, m.n_head)
-            };
+            let config = m.gpt2_config(tok.vocab_size());
             device.seed(cfg.run.seed);
             let mut model = config.init(device);
             if m.position_init == PositionInit::Sinusoidal {
