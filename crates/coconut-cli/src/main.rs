@@ -59,6 +59,11 @@ struct Cli {
     /// `shared/prosqa` beside the checkout this binary was built from, wherever it runs.
     #[arg(long, global = true, default_value = OFFICIAL_DATA)]
     official_data: PathBuf,
+    /// On the CPU backend, run GELU, layer norm and the attention softmax as chains of Burn ops
+    /// instead of the fused ops with hand-written gradients (same numbers within 1e-5; for
+    /// before/after measurements).
+    #[arg(long, global = true)]
+    unfused: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -244,6 +249,7 @@ enum Command {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    coconut::backend::fused::set_unfused(cli.unfused);
     if let Ok(kind) = BackendKind::parse(&cli.backend) {
         kind.make_default();
     }

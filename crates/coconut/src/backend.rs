@@ -3,6 +3,8 @@
 
 use burn::prelude::Device;
 
+pub mod fused;
+
 /// Backends a build may offer; which ones exist is decided by cargo features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {

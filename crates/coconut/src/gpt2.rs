@@ -17,8 +17,9 @@
 use burn::module::{Initializer, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
+
+use crate::backend::fused;
 
 /// GPT-2 hyper-parameters. Field names follow HF's `GPT2Config`.
 #[derive(Config, Debug, PartialEq)]
@@ -124,6 +125,7 @@ impl Gpt2Config {
             ln_f: ln(),
             dropout: DropoutConfig::new(self.dropout).init(),
             position: self.position,
+            layer_norm_epsilon: self.layer_norm_epsilon,
         }
     }
 }
@@ -139,6 +141,9 @@ pub struct Gpt2 {
     pub dropout: Dropout,
     #[module(skip)]
     pub position: Position,
+    /// ε of every layer norm (GPT-2: 1e-5).
+    #[module(skip)]
+    pub layer_norm_epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -247,11 +252,11 @@ impl Gpt2 {
         let mut past_layers = cache.map(|c| c.layers.into_iter());
         for block in &self.h {
             let past_kv = past_layers.as_mut().and_then(|it| it.next());
-            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref());
+            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref(), self.layer_norm_epsilon);
             x = y;
             layers.push(kv);
         }
-        Gpt2Output { hidden: self.ln_f.forward(x), cache: KvCache { layers } }
+        Gpt2Output { hidden: norm(&self.ln_f, x, self.layer_norm_epsilon), cache: KvCache { layers } }
     }
 
     /// Token ids in, `(logits, last hidden state)` out; positions 0..len, no padding.
@@ -285,10 +290,11 @@ impl Block {
         past: Option<(Tensor<4>, Tensor<4>)>,
         mask: Tensor<4, Bool>,
         rotary: Option<&Rotary>,
+        eps: f64,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past, mask, rotary);
+        let (a, kv) = self.attn.forward(norm(&self.ln_1, x.clone(), eps), past, mask, rotary);
         let x = x + self.dropout.forward(a);
-        let m = self.mlp.forward(self.ln_2.forward(x.clone()));
+        let m = self.mlp.forward(norm(&self.ln_2, x.clone(), eps));
         (x + self.dropout.forward(m), kv)
     }
 }
@@ -317,7 +323,7 @@ impl Attention {
         };
         let [_, _, _, keys] = mask.dims();
         let mask = mask.expand([batch, self.n_head, len, keys]);
-        let y = attention(q, k.clone(), v.clone(), Some(mask), None, AttentionModuleOptions::default());
+        let y = fused::attention(q, k.clone(), v.clone(), mask);
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
         (self.c_proj.forward(y), (k, v))
     }
@@ -351,18 +357,14 @@ impl Rotary {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.c_proj.forward(gelu_tanh(self.c_fc.forward(x)))
+        self.c_proj.forward(fused::gelu_tanh(self.c_fc.forward(x)))
     }
 }
 
-/// GPT-2's GELU ("gelu_new"): 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), computed as the
-/// identical x·σ(2u) (one exp instead of tanh, x³ as two products instead of a power: the MLP's
-/// element-wise work was a fifth of a CPU training step).
-pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let two_c = 2.0 * (2.0f64 / std::f64::consts::PI).sqrt();
-    let cube = x.clone() * x.clone() * x.clone();
-    let u2 = (x.clone() + cube.mul_scalar(0.044715)).mul_scalar(two_c);
-    x * burn::tensor::activation::sigmoid(u2)
+/// Layer norm with `ln`'s γ and β (one fused op on the CPU backend: `backend::fused`).
+fn norm(ln: &LayerNorm, x: Tensor<3>, eps: f64) -> Tensor<3> {
+    let beta = ln.beta.as_ref().map(|b| b.val()).unwrap_or_else(|| ln.gamma.val().zeros_like());
+    fused::layer_norm(x, ln.gamma.val(), beta, eps)
 }
 
 /// Boolean mask `[batch, 1→heads, len, past+len]`, `true` = may NOT attend: key after the query
