@@ -321,8 +321,6 @@ impl Attention {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
         };
-        let [_, _, _, keys] = mask.dims();
-        let mask = mask.expand([batch, self.n_head, len, keys]);
         let y = fused::attention(q, k.clone(), v.clone(), mask);
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
         (self.c_proj.forward(y), (k, v))

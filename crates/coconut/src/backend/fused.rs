@@ -8,7 +8,8 @@
 //!   dy/dx = s + x·s·(1 − s)·2√(2/π)·(1 + 3·0.044715·x²).
 //! - layer norm: x̂ = (x − μ)·r, r = 1/√(var + ε), y = γ·x̂ + β;
 //!   dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂)), dγ = Σ g·x̂, dβ = Σ g (sums over rows).
-//! - softmax: y = exp(x − max)/Σ exp(x − max); dx = y·(g − Σ g·y).
+//! - attention softmax: y = softmax(scale·x + mask), mask 0 or −∞ per (query, key);
+//!   dx = scale·y·(g − Σ g·y).
 //!
 //! Burn's backend extension routes the ops to Flex (and to `Autodiff<Flex>`, whose backward calls
 //! the Flex gradients). Every other backend (WebGPU, wgpu, CUDA, ndarray) takes the unfused
@@ -38,8 +39,11 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// softmax(scale·x + bias) over the last dimension; `x` is `[b, h, q, k]`, `bias` (a constant:
+    /// 0 or −∞, the attention mask) is `[b, 1, q, k]`, shared by the heads.
+    fn fused_attention_softmax(x: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// dx = scale·y·(g − Σ g·y).
+    fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
 }
 
 static UNFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -78,16 +82,20 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1
     composed::layer_norm(x, gamma, beta, epsilon)
 }
 
-/// softmax(q·kᵀ·scale, masked)·v; `mask` true = may not attend. Training on Flex takes the fused
-/// softmax; elsewhere Burn's attention (fused forward kernels on Flex inference and on GPUs).
+/// softmax(q·kᵀ/√d_head, masked)·v; `mask` `[batch, 1, queries, keys]`, true = may not attend.
+/// Training on Flex takes the fused softmax (scale and mask folded in, so the scores are read and
+/// written once); elsewhere Burn's attention (fused forward kernels on Flex inference and GPUs).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
     let device = q.device();
+    let scale = 1.0 / (q.dims()[3] as f64).sqrt();
     if fused_on(&device) && device.is_autodiff() {
-        let scale = 1.0 / (q.dims()[3] as f64).sqrt();
-        let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)).mask_fill(mask, f32::NEG_INFINITY);
-        let p = Tensor::<4>::from_dispatch(<Dispatch as FusedOps>::fused_softmax(scores.into_dispatch()));
-        return p.matmul(v);
+        let bias = Tensor::<4>::zeros(mask.dims(), &device).mask_fill(mask, f32::NEG_INFINITY);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let p = <Dispatch as FusedOps>::fused_attention_softmax(scores.into_dispatch(), bias.into_dispatch(), scale);
+        return Tensor::<4>::from_dispatch(p).matmul(v);
     }
+    let [batch, heads, queries, keys] = [q.dims()[0], q.dims()[1], q.dims()[2], k.dims()[2]];
+    let mask = mask.expand([batch, heads, queries, keys]);
     burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
 }
 
@@ -106,8 +114,9 @@ pub mod composed {
         burn::tensor::module::layer_norm(x, gamma, Some(beta), epsilon)
     }
 
-    pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::activation::softmax(x, D - 1)
+    /// softmax(scale·x + bias) with `bias` `[b, 1, q, k]` broadcast over the heads.
+    pub fn attention_softmax(x: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
+        burn::tensor::activation::softmax(x.mul_scalar(scale) + bias, 3)
     }
 }
 
@@ -141,7 +150,7 @@ mod flex {
                 .iter()
                 .map(|&x| {
                     let u2 = 2.0 * GELU_C * (x + GELU_A * x * x * x);
-                    x / (1.0 + (-u2).exp())
+                    x / (1.0 + exp(-u2))
                 })
                 .collect();
             tensor(out, &x)
@@ -154,7 +163,7 @@ mod flex {
                 .zip(gs.iter())
                 .map(|(&x, &g)| {
                     let x2 = x * x;
-                    let s = 1.0 / (1.0 + (-2.0 * GELU_C * (x + GELU_A * x2 * x)).exp());
+                    let s = 1.0 / (1.0 + exp(-2.0 * GELU_C * (x + GELU_A * x2 * x)));
                     g * (s + x * s * (1.0 - s) * 2.0 * GELU_C * (1.0 + 3.0 * GELU_A * x2))
                 })
                 .collect();
@@ -199,38 +208,82 @@ mod flex {
             (tensor(dx, &x), tensor(dgamma, &gamma), tensor(dbeta, &gamma))
         }
 
-        fn fused_softmax(x: FlexTensor) -> FlexTensor {
-            let xs = f32_data(&x);
-            let d = row_len(&x);
-            let mut out = vec![0f32; xs.len()];
-            for (row, y) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY {
-                    continue; // every key masked: zeros, as Burn's attention gives
+        fn fused_attention_softmax(x: FlexTensor, bias: FlexTensor, scale: f64) -> FlexTensor {
+            let dims = x.layout().shape().as_slice().to_vec();
+            let (heads, row_block) = (dims[1], dims[2] * dims[3]);
+            let (bias_s, scale) = (f32_data(&bias), scale as f32);
+            let k = dims[3];
+            let mut y = writable(x);
+            for (i, block) in y.storage_mut::<f32>().chunks_exact_mut(row_block).enumerate() {
+                let bias = &bias_s[(i / heads) * row_block..][..row_block];
+                for (row, bias) in block.chunks_exact_mut(k).zip(bias.chunks_exact(k)) {
+                    // Separate passes, lane-wise reductions: each loop vectorizes.
+                    row.iter_mut().zip(bias).for_each(|(x, b)| *x = *x * scale + b);
+                    let max = lanes(row, f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
+                    if max == f32::NEG_INFINITY {
+                        row.fill(0.0); // every key masked: zeros, as Burn's attention gives
+                        continue;
+                    }
+                    row.iter_mut().for_each(|x| *x = exp(*x - max));
+                    let inv = 1.0 / lanes(row, 0.0, |acc, x| acc + x);
+                    row.iter_mut().for_each(|y| *y *= inv);
                 }
-                let mut sum = 0f32;
-                for (y, &x) in y.iter_mut().zip(row) {
-                    *y = (x - max).exp();
-                    sum += *y;
-                }
-                let inv = 1.0 / sum;
-                y.iter_mut().for_each(|y| *y *= inv);
             }
-            tensor(out, &x)
+            y
         }
 
-        fn fused_softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
-            let (ys, gs) = (f32_data(&y), f32_data(&grad));
-            let d = row_len(&y);
-            let mut dx = vec![0f32; ys.len()];
-            for ((y, g), dx) in ys.chunks_exact(d).zip(gs.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                for i in 0..d {
-                    dx[i] = y[i] * (g[i] - dot);
+        fn fused_attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
+            let ys = f32_data(&y);
+            let (d, scale) = (row_len(&y), scale as f32);
+            let mut dx = writable(grad);
+            for (y, g) in ys.chunks_exact(d).zip(dx.storage_mut::<f32>().chunks_exact_mut(d)) {
+                let mut yg = [0f32; 8];
+                for (y, g) in y.chunks_exact(8).zip(g.chunks_exact(8)) {
+                    (0..8).for_each(|i| yg[i] += y[i] * g[i]);
+                }
+                let tail = d - d % 8;
+                let dot = yg.iter().sum::<f32>() + y[tail..].iter().zip(&g[tail..]).map(|(y, g)| y * g).sum::<f32>();
+                for (g, y) in g.iter_mut().zip(y) {
+                    *g = scale * y * (*g - dot);
                 }
             }
-            tensor(dx, &y)
+            dx
         }
+    }
+
+    /// A reduction of `xs` in 8 independent lanes, so that it vectorizes (f32 sums are not
+    /// reassociated otherwise); `op` is applied lane-wise, then across the lanes and the tail.
+    #[inline(always)]
+    fn lanes(xs: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+        let mut acc = [init; 8];
+        let chunks = xs.chunks_exact(8);
+        let tail = chunks.remainder();
+        for c in chunks {
+            (0..8).for_each(|i| acc[i] = op(acc[i], c[i]));
+        }
+        acc.into_iter().chain(tail.iter().copied()).fold(init, op)
+    }
+
+    /// `t` as a contiguous f32 buffer this op may overwrite: its own storage when nothing else
+    /// holds it (no new allocation, no page faults for the large attention matrices), else a copy.
+    fn writable(t: FlexTensor) -> FlexTensor {
+        assert_eq!(t.dtype(), DType::F32, "the fused CPU ops run in f32");
+        let own = t.is_unique() && t.layout().contiguous_offsets() == Some((0, t.layout().num_elements()));
+        if own && t.bytes().len() == 4 * t.layout().num_elements() { t } else { tensor(f32_data(&t).into_owned(), &t) }
+    }
+
+    /// eˣ in f32 without a libm call, so the loops vectorize: x = n·ln2 + r, |r| ≤ ln2/2, eʳ by
+    /// its degree-6 Taylor polynomial (relative error < 3e-7), 2ⁿ from the exponent bits. 0 below −87.
+    #[inline(always)]
+    pub(super) fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+        let x = x.min(88.0);
+        let n = (x * LOG2E + ROUND) - ROUND;
+        let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln2 in two parts, as Cephes
+        let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        let scaled = p * f32::from_bits((((n as i32).max(-126) + 127) as u32) << 23);
+        if x < -87.0 { 0.0 } else { scaled }
     }
 
     /// Mean and 1/√(biased variance + ε) of one row (two passes, as Burn's layer norm).
@@ -293,25 +346,28 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
-    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn fused_attention_softmax(x: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct SoftmaxBackward;
         impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
-            type State = FloatTensor<B>;
+            type State = (FloatTensor<B>, f64);
             fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
                 let grad = grads.consume::<B>(&ops.node);
+                let (y, scale) = ops.state;
                 if let [Some(parent)] = ops.parents {
-                    grads.register::<B>(parent.id, B::fused_softmax_backward(ops.state, grad));
+                    grads.register::<B>(parent.id, B::fused_attention_softmax_backward(y, grad, scale));
                 }
             }
         }
+        // The mask bias is a constant: it takes no part in the graph.
+        let bias = bias.into_primitive();
         let (x, node) = x.into_parts();
         match SoftmaxBackward.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::fused_softmax(x);
-                prep.finish(y.clone(), y)
+                let y = B::fused_attention_softmax(x, bias, scale);
+                prep.finish((y.clone(), scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_softmax(x)),
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_attention_softmax(x, bias, scale)),
         }
     }
 
@@ -331,8 +387,8 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         (FloatTensor::<Self>::new(dx), FloatTensor::<Self>::new(dgamma), FloatTensor::<Self>::new(dbeta))
     }
 
-    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        FloatTensor::<Self>::new(B::fused_softmax_backward(y.into_primitive(), grad.into_primitive()))
+    fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::fused_attention_softmax_backward(y.into_primitive(), grad.into_primitive(), scale))
     }
 }
 
@@ -419,14 +475,14 @@ mod tests {
             let (item, query, key) = (i / (l * l), i / l % l, i % l);
             *m = key > query || (item == 1 && key < 2 && key != query);
         }
-        let mask = Tensor::<1, Bool>::from_data(TensorData::new(mask, [b * l * l]), &device()).reshape([b, 1, l, l]).expand([b, h, l, l]);
+        let mask = Tensor::<1, Bool>::from_data(TensorData::new(mask, [b * l * l]), &device()).reshape([b, 1, l, l]);
         let run = |fused: bool| {
             let mask = mask.clone();
             move |[q, k, v]: [Tensor<4>; 3]| {
                 if fused {
                     attention(q, k, v, mask.clone())
                 } else {
-                    burn::tensor::module::attention(q, k, v, Some(mask.clone()), None, Default::default())
+                    burn::tensor::module::attention(q, k, v, Some(mask.clone().expand([b, h, l, l])), None, Default::default())
                 }
             }
         };
@@ -439,12 +495,29 @@ mod tests {
     }
 
     #[test]
-    fn softmax_matches_the_composition_in_values_and_gradients() {
-        let (x, w) = (random([5, 7, 33], 4.0), random([5, 7, 33], 1.0));
-        let soft = |[x]: [Tensor<3>; 1]| Tensor::<3>::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()));
-        let (yf, gf) = value_and_grads(soft, &[x.clone()], &w);
-        let (yc, gc) = value_and_grads(|[x]| composed::softmax(x), &[x], &w);
+    fn attention_softmax_matches_the_composition_in_values_and_gradients() {
+        let (x, w) = (random([2, 3, 7, 9], 4.0), random([2, 3, 7, 9], 1.0));
+        // A causal bias for the first item, none for the second.
+        let bias: Vec<f32> = (0..2 * 7 * 9).map(|i| if i < 63 && i % 9 > i / 9 % 7 { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let bias = Tensor::<1>::from_floats(bias.as_slice(), &device()).reshape([2, 1, 7, 9]);
+        let fused = |[x]: [Tensor<4>; 1]| {
+            let y = <Dispatch as FusedOps>::fused_attention_softmax(x.into_dispatch(), bias.clone().into_dispatch(), 0.25);
+            Tensor::<4>::from_dispatch(y)
+        };
+        let (yf, gf) = value_and_grads(fused, &[x.clone()], &w);
+        let (yc, gc) = value_and_grads(|[x]| composed::attention_softmax(x, bias.clone(), 0.25), &[x], &w);
         assert_close("softmax", yf, yc);
         assert_close("softmax dx", gf[0].clone(), gc[0].clone());
+    }
+
+    #[test]
+    fn fast_exp_is_within_4e_7_of_libm() {
+        for i in 0..=20_000 {
+            let x = -87.0 + 175.0 * i as f32 / 20_000.0;
+            let (fast, libm) = (flex::exp(x), x.exp());
+            assert!((fast - libm).abs() <= 4e-7 * libm, "exp({x}) = {fast}, libm {libm}");
+        }
+        assert_eq!(flex::exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(flex::exp(-100.0), 0.0);
     }
 }
