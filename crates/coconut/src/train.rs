@@ -235,12 +235,15 @@ pub fn optimizer_step_multi(
         let workers: Vec<_> = shards
             .iter()
             .zip(devices)
-            .map(|(shard, device)| {
+            .enumerate()
+            .map(|(j, (shard, device))| {
                 let replica = model.clone().fork(device);
                 s.spawn(move || {
-                    let loss = batch_loss(&replica, shard, curriculum).mul_scalar(scale);
-                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                    (grads, loss.detach())
+                    in_worker_pool(j, || {
+                        let loss = batch_loss(&replica, shard, curriculum).mul_scalar(scale);
+                        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                        (grads, loss.detach())
+                    })
                 })
             })
             .collect();
@@ -258,6 +261,28 @@ pub fn optimizer_step_multi(
     }
     let model = optim.step_multi(lr, model, multi);
     (model, total.expect("at least one device"))
+}
+
+/// Runs worker `j`'s step in a thread pool of its own. The CPU backend parallelises its kernels
+/// (batched matmuls, GEMM) on rayon's pool; workers sharing the global pool of a 1-thread-per-worker
+/// run would queue behind each other there. Each pool has the global pool's thread count.
+#[cfg(not(target_arch = "wasm32"))]
+fn in_worker_pool<R: Send>(j: usize, f: impl FnOnce() -> R + Send) -> R {
+    static POOLS: std::sync::Mutex<Vec<std::sync::Arc<rayon::ThreadPool>>> = std::sync::Mutex::new(Vec::new());
+    let pool = {
+        let mut pools = POOLS.lock().expect("worker pools");
+        while pools.len() <= j {
+            let threads = rayon::current_num_threads();
+            pools.push(std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a worker thread pool")));
+        }
+        pools[j].clone()
+    };
+    pool.install(f)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn in_worker_pool<R: Send>(_: usize, f: impl FnOnce() -> R + Send) -> R {
+    f()
 }
 
 #[cfg(test)]
