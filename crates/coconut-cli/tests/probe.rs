@@ -48,7 +48,7 @@ fn the_first_lookup_distribution_matches_the_scripts_figures() {
 fn the_latent_mass_matches_the_scripts_table() {
     let dir = fresh_dir("latent-mass");
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
-    let ckpt = root().join("static/models/prosqa-coconut");
+    let ckpt = root().join("tests/fixtures/prosqa-coconut-earlier");
     let prefix = dir.join("mass");
     let args = ["probe", "latent-mass", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5", "--k", "3"];
     coconut_ok(&[&args[..], &["--out", prefix.to_str().unwrap()]].concat());
@@ -67,7 +67,7 @@ fn the_latent_mass_matches_the_scripts_table() {
 fn the_latent_search_matches_the_scripts_figure() {
     let dir = fresh_dir("latent-search");
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
-    let ckpt = root().join("static/models/prosqa-coconut");
+    let ckpt = root().join("tests/fixtures/prosqa-coconut-earlier");
     let prefix = dir.join("search");
     let args = ["probe", "latent-search", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5", "--k", "3"];
     coconut_ok(&[&args[..], &["--out", prefix.to_str().unwrap()]].concat());
