@@ -118,6 +118,16 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
     let training = bench_training(&config, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
+    // The same steps on one worker at the other thread count (1 if this run has several, else every
+    // core), in a rayon pool of that size: how a second core helps one worker.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let other_threads = if threads == 1 { cores } else { 1 };
+    let at_other = if other_threads != threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(other_threads).build()?;
+        Some(pool.install(|| bench_training(&config, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
+    } else {
+        None
+    };
     // The same steps data-parallel over the workers a training run uses (one per core on a CPU).
     let parallel = if workers.len() > 1 { Some(bench_training(&config, &tok, batch_size, args.train_steps, &workers)?) } else { None };
     let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
@@ -132,6 +142,8 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
         "workers": 1,
         "train_samples_per_s_workers": parallel.as_ref().map(|p| json!(p.samples_per_s)),
         "train_workers": workers.len(),
+        "train_samples_per_s_other_threads": at_other.as_ref().map(|t| json!(t.samples_per_s)),
+        "other_threads": other_threads,
         "train_gflops": training.gflops,
         "gemm_peak_gflops": gemm,
         "gen_latency_ms_b1": generation.latency,
@@ -156,6 +168,13 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
         let reference = run_reference(&spec)?;
         report["ratios"] = ratios(&report, &reference);
         report["reference"] = reference;
+        if at_other.is_some() {
+            // PyTorch's plain and multi-pass training at the other thread count (its generation
+            // figures are measured again and not reported).
+            let mut other = spec.clone();
+            other["threads"] = json!(other_threads);
+            report["reference_other_threads"] = run_reference(&other)?;
+        }
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
     let md = args.json.with_extension("md");
@@ -373,13 +392,28 @@ fn rows(r: &Value) -> Vec<Row> {
             rows.push(row(format!("train samples/s, stage {st} (vs PyTorch plain forward+backward)"), ours, Some(&refv["train_plain_samples_per_s"][&k]), Some(&r["ratios"][format!("train_{k}_vs_plain")])));
         }
     }
+    // Both of these against PyTorch's plain step at the other thread count, when measured.
+    let other_ref = &r["reference_other_threads"]["train_plain_samples_per_s"];
+    let vs_other = |ours: &Value, k: &str| -> (Option<Value>, Option<Value>) {
+        let theirs = &other_ref[k];
+        if theirs.is_null() { (None, None) } else { (Some(theirs.clone()), ours.as_f64().zip(theirs.as_f64()).map(|(a, b)| json!(a / b))) }
+    };
+    if let Some(other) = r["train_samples_per_s_other_threads"].as_object() {
+        for st in STAGES {
+            let k = format!("stage{st}");
+            let (theirs, ratio) = vs_other(&other[&k], &k);
+            let name = format!("train samples/s, stage {st}, 1 worker × {} thread(s) (vs PyTorch plain at {0} threads)", r["other_threads"]);
+            rows.push(Row { name, ours: other[&k].clone(), theirs, ratio });
+        }
+    }
     if let Some(parallel) = r["train_samples_per_s_workers"].as_object() {
         for st in STAGES {
             let k = format!("stage{st}");
             let ours = &parallel[&k];
             let speedup = ours.as_f64().zip(r["train_samples_per_s"][&k].as_f64()).map_or(f64::NAN, |(a, b)| a / b);
-            let name = format!("train samples/s, stage {st}, {} workers ({speedup:.2}× one worker)", r["train_workers"]);
-            rows.push(Row { name, ours: ours.clone(), theirs: None, ratio: None });
+            let (theirs, ratio) = if r["train_workers"] == r["other_threads"] { vs_other(ours, &k) } else { (None, None) };
+            let name = format!("train samples/s, stage {st}, {} workers ({speedup:.2}× one worker; vs PyTorch plain at as many threads)", r["train_workers"]);
+            rows.push(Row { name, ours: ours.clone(), theirs, ratio });
         }
     }
     let latency = &r["gen_latency_ms_b1"];

@@ -452,6 +452,11 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
         assert!(v["train_samples_per_s_workers"]["stage3"].as_f64().unwrap() > 0.0, "{v}");
         assert!(md.contains("workers ("), "{md}");
     }
+    // One worker at the other thread count too (1 thread if this run had several, else every core).
+    if v["other_threads"] != v["threads"] {
+        assert!(v["train_samples_per_s_other_threads"]["stage6"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(md.contains(&format!("1 worker × {} thread(s)", v["other_threads"])), "{md}");
+    }
     // An unknown shape is refused by name.
     let out = coconut(&["bench", "--config", "huge", "--json", json.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of flagship, small, page, gpt2"));
