@@ -202,11 +202,13 @@ enum Command {
         #[command(subcommand)]
         command: datasets::DataCommand,
     },
-    /// Training samples/s (stages 0, 3, 6), generation latency (batch 1, k = 6) and throughput (batch 32/128),
-    /// peak memory; `--reference` runs the same work in PyTorch + HF transformers in the same run and reports ratios.
+    /// Training samples/s (stages 0, 3, 6) on one worker at this run's thread count and at the other
+    /// (1, or every core), and over the training workers; generation latency (batch 1, k = 6) and
+    /// throughput (batch 32/128), peak memory; `--reference` runs the same work in PyTorch + HF
+    /// transformers (at both thread counts) in the same run and reports ratios.
     Bench {
         /// Model shape: flagship (the model `cargo run --release` trains, from its config), small (4×256),
-        /// page (2×128, learned positions: the shipped page models), gpt2 (GPT-2 124M).
+        /// page (2×128, 4 heads, learned positions: the page's CoT model's shape), gpt2 (GPT-2 124M).
         #[arg(long, default_value = "small")]
         config: String,
         /// Write the results here (JSON); a Markdown table goes next to it (.md).
