@@ -208,7 +208,7 @@ enum Command {
     /// transformers (at both thread counts) in the same run and reports ratios.
     Bench {
         /// Model shape: flagship (the model `cargo run --release` trains, from its config), small (4×256),
-        /// page (2×128, 4 heads, learned positions: the page's CoT model's shape), gpt2 (GPT-2 124M).
+        /// page (2×128, 4 heads, learned positions), gpt2 (GPT-2 124M).
         #[arg(long, default_value = "small")]
         config: String,
         /// Write the results here (JSON); a Markdown table goes next to it (.md).
