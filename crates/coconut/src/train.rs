@@ -30,6 +30,11 @@ pub struct OptimConfig {
     pub grad_accum: usize,
     /// Linear warmup steps (0 = off).
     pub warmup_steps: usize,
+    /// The run's last `decay_epochs` epochs step the learning rate down linearly, one step an
+    /// epoch, to `min_lr` in the final epoch (warmup-stable-decay; 0 = constant after warmup).
+    pub decay_epochs: usize,
+    /// The learning rate of the final epoch when `decay_epochs` > 0.
+    pub min_lr: f64,
     /// Global gradient-norm clip (0 = off).
     pub grad_clip: f32,
     /// Fresh optimizer state at every stage switch (the official `reset_optimizer`).
@@ -38,7 +43,7 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-4, weight_decay: 0.01, epsilon: 1e-8, batch_size: 32, grad_accum: 1, warmup_steps: 0, grad_clip: 0.0, reset_optimizer: true }
+        Self { lr: 1e-4, weight_decay: 0.01, epsilon: 1e-8, batch_size: 32, grad_accum: 1, warmup_steps: 0, decay_epochs: 0, min_lr: 0.0, grad_clip: 0.0, reset_optimizer: true }
     }
 }
 
@@ -51,9 +56,21 @@ impl OptimConfig {
         c.init()
     }
 
-    /// Learning rate at optimizer step `step` (0-based).
-    pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps { self.lr * (step + 1) as f64 / self.warmup_steps as f64 } else { self.lr }
+    /// Learning rate at optimizer step `step` (0-based) of epoch `epoch` (0-based) of a run of
+    /// `epochs` epochs: linear warmup over `warmup_steps`, then `lr`, then over the last
+    /// `decay_epochs` epochs a linear descent to `min_lr` (epoch `epochs - decay_epochs + i` trains
+    /// at `lr + (min_lr - lr) * (i + 1) / decay_epochs`).
+    pub fn lr_at(&self, step: usize, epoch: usize, epochs: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let decay = self.decay_epochs.min(epochs);
+        let start = epochs - decay;
+        if decay == 0 || epoch < start {
+            return self.lr;
+        }
+        let done = (epoch - start + 1).min(decay) as f64 / decay as f64;
+        self.lr + (self.min_lr - self.lr) * done
     }
 }
 

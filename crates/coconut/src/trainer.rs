@@ -49,13 +49,21 @@ pub struct Trainer {
     devices: Vec<Device>,
     /// Stages past this one are one phase (every step is a thought).
     max_latent_stage: usize,
+    /// Epochs in the run (the learning-rate decay counts back from the last; 0: no decay).
+    epochs: usize,
 }
 
 impl Trainer {
     /// A trainer at `state` with a fresh optimizer; `devices[0]` is the model's.
     pub fn new(model: Gpt2, optim_cfg: OptimConfig, seed: u64, state: TrainerState, devices: Vec<Device>, max_latent_stage: usize) -> Self {
         assert!(!devices.is_empty(), "a trainer needs a device");
-        Self { model, optim: optim_cfg.optimizer(), state, optim_cfg, seed, devices, max_latent_stage }
+        Self { model, optim: optim_cfg.optimizer(), state, optim_cfg, seed, devices, max_latent_stage, epochs: 0 }
+    }
+
+    /// A run of `epochs` epochs, so that `optim.decay_epochs` can count back from its end.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
     }
 
     /// Continues with a saved optimizer state (a resumed run).
@@ -98,7 +106,7 @@ impl Trainer {
             })
             .collect();
         self.devices[0].seed(self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)); // dropout masks
-        let lr = self.optim_cfg.lr_at(step);
+        let lr = self.lr();
         let model = self.model.clone();
         let (model, loss) = if multi && shards.len() == self.devices.len() {
             optimizer_step_multi(model, &mut self.optim, &shards, &self.devices, curriculum, lr)
@@ -143,7 +151,7 @@ impl Trainer {
 
     /// The learning rate of the next step.
     pub fn lr(&self) -> f64 {
-        self.optim_cfg.lr_at(self.state.global_step)
+        self.optim_cfg.lr_at(self.state.global_step, self.state.epoch, self.epochs)
     }
 }
 
@@ -189,5 +197,24 @@ mod tests {
             assert_eq!(new_best, best_before.is_none(), "epoch {epoch}: only a new phase's first epoch is a best here");
         }
         assert_eq!((t.state.epoch, t.state.global_step, t.state.batch_in_epoch), (5, 10, 0));
+    }
+
+    #[test]
+    fn the_learning_rate_warms_up_holds_and_decays_over_the_last_epochs() {
+        let optim = OptimConfig { lr: 1e-3, warmup_steps: 4, decay_epochs: 4, min_lr: 1e-4, ..OptimConfig::default() };
+        // 10 epochs of 10 steps: warmup over steps 0-3, 1e-3 through epoch 5, then 4 epochs down to 1e-4.
+        let lrs: Vec<f64> = (0..100).map(|s| optim.lr_at(s, s / 10, 10)).collect();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(lrs[0], 2.5e-4) && close(lrs[3], 1e-3) && close(lrs[59], 1e-3), "{lrs:?}");
+        for (epoch, want) in [(6, 7.75e-4), (7, 5.5e-4), (8, 3.25e-4), (9, 1e-4)] {
+            assert!((epoch * 10..epoch * 10 + 10).all(|s| close(lrs[s], want)), "epoch {epoch}: {}", lrs[epoch * 10]);
+        }
+        // No decay without it, or without knowing the run's length.
+        assert!(close(OptimConfig { decay_epochs: 0, ..optim.clone() }.lr_at(99, 9, 10), 1e-3));
+        assert!(close(optim.lr_at(99, 9, 0), 1e-3));
+        // The trainer's next step uses the schedule at its own epoch.
+        let (model, _, _, device) = tiny();
+        let state = TrainerState { epoch: 8, global_step: 80, ..TrainerState::default() };
+        assert!(close(Trainer::new(model, optim, 3, state, vec![device], 2).with_epochs(10).lr(), 3.25e-4));
     }
 }

@@ -256,13 +256,17 @@ impl TrainConfig {
                 "run.init = \"{init}\" points into runs/, which is not kept with the repository: use a committed checkpoint (checkpoints/) or hf:DIR"
             );
         }
-        let checks: [(bool, &str); 12] = [
+        let checks: [(bool, &str); 13] = [
             (o.batch_size >= 1, "optim.batch_size must be at least 1"),
             (o.grad_accum >= 1, "optim.grad_accum must be at least 1"),
             (o.lr.is_finite() && o.lr > 0.0, "optim.lr must be a positive number"),
             (o.weight_decay.is_finite() && o.weight_decay >= 0.0, "optim.weight_decay must be 0 or more"),
             (o.epsilon.is_finite() && o.epsilon > 0.0, "optim.epsilon must be positive"),
             (o.grad_clip.is_finite() && o.grad_clip >= 0.0, "optim.grad_clip must be 0 (off) or more"),
+            (
+                o.decay_epochs <= r.epochs && o.min_lr.is_finite() && (0.0..=o.lr).contains(&o.min_lr),
+                "optim.decay_epochs must be at most run.epochs, and optim.min_lr between 0 and optim.lr",
+            ),
             (r.epochs >= 1, "run.epochs must be at least 1"),
             (
                 r.log_every >= 1 && r.checkpoint_every >= 1 && r.eval_batch_size >= 1,

@@ -139,7 +139,7 @@ fn open_run(args: &RunArgs) -> Result<(PathBuf, Option<RunLock>, TrainConfig)> {
 
 /// The model, tokenizer and trainer at the run's start, or where `last/` left it.
 fn start_or_resume(args: &RunArgs, cfg: &TrainConfig, devices: &[Device]) -> Result<(Gpt2Config, CoconutTokenizer, Trainer)> {
-    let new = |model, state| Trainer::new(model, cfg.optim.clone(), cfg.run.seed, state, devices.to_vec(), cfg.curriculum.max_latent_stage);
+    let new = |model, state| Trainer::new(model, cfg.optim.clone(), cfg.run.seed, state, devices.to_vec(), cfg.curriculum.max_latent_stage).with_epochs(cfg.run.epochs);
     match args.resume.as_deref() {
         None => {
             let (config, model, tok) = init::initial_model(cfg, &devices[0])?;
