@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The flagship's learning curve as a picture: accuracy against training wall time.
+
+Reads the run's metrics.jsonl (validation accuracy on 200 generated full-size questions after every
+epoch, with the run's elapsed seconds and learning rate) and results/flagship/curve.jsonl (the kept epoch
+models on four generated sets: scripts/flagship-curve), and writes OUT.svg with the curriculum's phases
+shaded (search stage, stages 0-6, graph growth, full size, learning-rate decay).
+
+Usage: scripts/flagship_curve_plot.py [RUN_DIR] [OUT_PREFIX]
+"""
+import json
+import sys
+import tomllib
+
+run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-page-coconut-search"
+out = sys.argv[2] if len(sys.argv) > 2 else "results/flagship/curve"
+cfg = tomllib.load(open(f"{run}/config.toml", "rb"))
+hours = {0: 0.0}  # epochs done -> hours of training
+val = []
+for line in open(f"{run}/metrics.jsonl"):
+    m = json.loads(line)
+    if "val_accuracy" in m:
+        hours[m["epoch"] + 1] = m["time_s"] / 3600
+        val.append((m["epoch"] + 1, m["val_accuracy"]))
+curve = [json.loads(line) for line in open("results/flagship/curve.jsonl")]
+curve = [c for c in curve if c["epoch"] in hours]
+
+W, H, L, B, T, R = 900, 380, 50, 44, 30, 230
+tmax = max(hours.values()) or 1
+x = lambda h: L + (W - L - R) * h / tmax
+y = lambda a: H - B - (H - B - T) * a
+parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{W}" height="{H}" fill="white"/>']
+# Phases by epoch, from the config.
+d, c, o = cfg["data"], cfg["curriculum"], cfg["optim"]
+search = d.get("search_epochs", 0)
+grow_from = search + d["graph_warmup"]["hold_epochs"]
+grow_to = search + d["graph_warmup"]["epochs"]
+decay_from = cfg["run"]["epochs"] - o.get("decay_epochs", 0)
+phases = [(0, search, "#fdf6e3", "search"), (search, grow_from, "#eef6ee", "stages 0-6, small graphs"),
+          (grow_from, grow_to, "#fff0e0", "graphs grow"), (grow_to, decay_from, "#eef2fa", "full size, lr 1e-3"),
+          (decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays")]
+done = max(hours)
+for a, b, fill, name in phases:
+    if a >= done:
+        continue
+    x0, x1 = x(hours[a]), x(hours[min(b, done)])
+    parts.append(f'<rect x="{x0:.1f}" y="{T}" width="{max(x1 - x0, 0):.1f}" height="{H - B - T}" fill="{fill}"/>')
+    parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{T - 6}" text-anchor="middle" fill="#555" font-size="9">{name}</text>')
+for a in [0, 0.25, 0.5, 0.75, 1.0]:
+    parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"/>')
+    parts.append(f'<text x="{L - 6}" y="{y(a) + 4}" text-anchor="end">{int(a * 100)}%</text>')
+for h in range(int(tmax) + 1):
+    parts.append(f'<text x="{x(h)}" y="{H - B + 16}" text-anchor="middle">{h}</text>')
+parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">training wall time, hours (2 CPU cores)</text>')
+parts.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">answer accuracy (k = 6)</text>')
+parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(0.5)}" y2="{y(0.5)}" stroke="#999" stroke-dasharray="4 3"/>')
+series = [("validation, 200 full size (every epoch)", "#7f7f7f", [(hours[e], a) for e, a in val])]
+for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"), ("mid78", "#ff7f0e", "100 with 12-15 nodes (seed 78)"),
+                         ("small4243", "#2ca02c", "500 with 6-9 nodes (seed 4243)")]:
+    series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
+for i, (name, color, pts) in enumerate(series):
+    parts.append(f'<polyline points="{" ".join(f"{x(h):.1f},{y(a):.1f}" for h, a in pts)}" fill="none" stroke="{color}" stroke-width="{1 if i == 0 else 2}"/>')
+    parts += [f'<circle cx="{x(h):.1f}" cy="{y(a):.1f}" r="2" fill="{color}"/>' for h, a in pts]
+    parts.append(f'<line x1="{W - R + 12}" x2="{W - R + 24}" y1="{T + 18 * i + 1.5}" y2="{T + 18 * i + 1.5}" stroke="{color}" stroke-width="3"/>')
+    parts.append(f'<text x="{W - R + 30}" y="{T + 18 * i + 5}">{name}</text>')
+parts.append(f'<text x="{W - R + 12}" y="{T + 18 * len(series) + 8}" fill="#666">grey dashed: chance (50%)</text>')
+parts.append(f'<text x="{W - R + 12}" y="{T + 18 * len(series) + 26}" fill="#666">{done} epochs, {tmax:.1f} h</text>')
+parts.append("</svg>")
+open(out + ".svg", "w").write("\n".join(parts))
+print(f"wrote {out}.svg")
