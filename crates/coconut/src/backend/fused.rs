@@ -213,10 +213,16 @@ mod flex {
             let (heads, row_block) = (dims[1], dims[2] * dims[3]);
             let (bias_s, scale) = (f32_data(&bias), scale as f32);
             let k = dims[3];
+            // Keys past the last one a query may attend (the causal future, right padding) get
+            // probability 0 without being computed: per (batch, query) row, once for all heads.
+            let attended: Vec<usize> = bias_s.chunks_exact(k).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect();
             let mut y = writable(x);
             for (i, block) in y.storage_mut::<f32>().chunks_exact_mut(row_block).enumerate() {
                 let bias = &bias_s[(i / heads) * row_block..][..row_block];
-                for (row, bias) in block.chunks_exact_mut(k).zip(bias.chunks_exact(k)) {
+                let attended = &attended[(i / heads) * dims[2]..];
+                for ((row, bias), &n) in block.chunks_exact_mut(k).zip(bias.chunks_exact(k)).zip(attended) {
+                    let (row, future) = row.split_at_mut(n);
+                    future.fill(0.0);
                     // Separate passes, lane-wise reductions: each loop vectorizes.
                     row.iter_mut().zip(bias).for_each(|(x, b)| *x = *x * scale + b);
                     let max = lanes(row, f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
