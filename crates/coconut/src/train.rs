@@ -1,7 +1,8 @@
 //! One training step of the curriculum, and validation accuracy: the parts the native trainer and
 //! the page's fine-tune share. Run orchestration (epochs, checkpoints, metrics) is the caller's.
 
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::module::ParamGroup;
+use burn::optim::{AdamWConfig, AdjustLrFn, GradientsParams, ModuleOptimizer, MuonConfig};
 use burn::prelude::*;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -14,11 +15,29 @@ use crate::generate::generate_async;
 use crate::gpt2::Gpt2;
 use crate::tokenizer::CoconutTokenizer;
 
+/// Which update rule trains the hidden-layer matrices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW for every parameter (the official code).
+    #[default]
+    Adamw,
+    /// Muon (momentum, then Newton–Schulz orthogonalisation of the update) for the 2-D weights of
+    /// the blocks (`c_attn`, `c_proj`, `c_fc`), AdamW for embeddings, biases and layer norms. The
+    /// update's RMS is matched to AdamW's (Moonshot's 0.2·√max(A, B)), so `lr` means the same.
+    Muon,
+}
+
+/// The block matrices Muon trains: every parameter path ending in one of these.
+pub const MUON_MATRICES: [&str; 3] = ["c_attn.weight", "c_proj.weight", "c_fc.weight"];
+
 /// Optimisation settings (defaults: the official runs: PyTorch's AdamW, lr 1e-4, weight decay 0.01,
 /// eps 1e-8, no schedule).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
+    /// `adamw` (default) or `muon` (Muon for the blocks' matrices, AdamW for the rest).
+    pub optimizer: OptimizerKind,
     pub lr: f64,
     pub weight_decay: f32,
     /// AdamW's epsilon, added to sqrt(v). PyTorch's default (1e-8, what the official code runs),
@@ -43,17 +62,25 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-4, weight_decay: 0.01, epsilon: 1e-8, batch_size: 32, grad_accum: 1, warmup_steps: 0, decay_epochs: 0, min_lr: 0.0, grad_clip: 0.0, reset_optimizer: true }
+        Self { optimizer: OptimizerKind::Adamw, lr: 1e-4, weight_decay: 0.01, epsilon: 1e-8, batch_size: 32, grad_accum: 1, warmup_steps: 0, decay_epochs: 0, min_lr: 0.0, grad_clip: 0.0, reset_optimizer: true }
     }
 }
 
 impl OptimConfig {
     pub fn optimizer(&self) -> ModuleOptimizer {
-        let mut c = AdamWConfig::new().with_weight_decay(self.weight_decay).with_epsilon(self.epsilon);
-        if self.grad_clip > 0.0 {
-            c = c.with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(self.grad_clip)));
+        let clip = (self.grad_clip > 0.0).then(|| burn::grad_clipping::GradientClippingConfig::Norm(self.grad_clip));
+        let adamw = AdamWConfig::new().with_weight_decay(self.weight_decay).with_epsilon(self.epsilon).with_grad_clipping(clip.clone()).init();
+        match self.optimizer {
+            OptimizerKind::Adamw => adamw,
+            OptimizerKind::Muon => {
+                let muon = MuonConfig::new()
+                    .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(self.weight_decay)))
+                    .with_adjust_lr_fn(AdjustLrFn::MatchRmsAdamW)
+                    .build();
+                let group = ParamGroup::from_any_predicates(MUON_MATRICES.to_vec());
+                adamw.with_group(group, muon, clip.map(|c| c.init()))
+            }
         }
-        c.init()
     }
 
     /// Learning rate at optimizer step `step` (0-based) of epoch `epoch` (0-based) of a run of

@@ -217,4 +217,45 @@ mod tests {
         let state = TrainerState { epoch: 8, global_step: 80, ..TrainerState::default() };
         assert!(close(Trainer::new(model, optim, 3, state, vec![device], 2).with_epochs(10).lr(), 3.25e-4));
     }
+
+    #[test]
+    fn muon_orthogonalises_the_block_matrices_and_adamw_trains_the_rest() {
+        use crate::train::OptimizerKind;
+        let (model, tok, data, device) = tiny();
+        let optim = OptimConfig { optimizer: OptimizerKind::Muon, lr: 1e-2, weight_decay: 0.0, batch_size: 8, ..OptimConfig::default() };
+        let before = model.clone();
+        let mut t = Trainer::new(model, optim, 3, TrainerState::default(), vec![device], 2);
+        let curriculum = Curriculum { variant: Variant::Coconut, max_latent_stage: 2, ..Curriculum::default() };
+        t.begin_epoch(0);
+        let b = t.batches(&data, 0).remove(0);
+        t.step(&data, &b, &curriculum, &tok);
+        let delta = |a: &Tensor<2>, b: &Tensor<2>| (b.clone() - a.clone()).into_data().to_vec::<f32>().unwrap();
+        let (old, new) = (&before.h[0], &t.model.h[0]);
+        // AdamW's first step moves every parameter with a gradient by lr (m / sqrt(v) = ±1): the
+        // layer norms' gains, the biases.
+        let gain = delta(&old.ln_1.gamma.val().unsqueeze(), &new.ln_1.gamma.val().unsqueeze());
+        assert!(gain.iter().all(|d| (d.abs() / 1e-2 - 1.0).abs() < 0.05), "{gain:?}");
+        // Muon moves each block matrix by lr · 0.2·√max(A, B) · O, O the orthogonalised momentum:
+        // Newton–Schulz puts O's nonzero singular values near 1 (none blown up), so the update's
+        // largest singular value is ≈ lr · 0.2·√max(A, B) and its RMS ≤ 0.2·lr. (AdamW's ±lr step
+        // would have RMS lr and a largest singular value of ~lr·√(A·B) for a low-rank gradient.)
+        for (name, a, b) in [("c_attn", &old.attn.c_attn.weight, &new.attn.c_attn.weight), ("c_proj", &old.attn.c_proj.weight, &new.attn.c_proj.weight), ("c_fc", &old.mlp.c_fc.weight, &new.mlp.c_fc.weight), ("mlp.c_proj", &old.mlp.c_proj.weight, &new.mlp.c_proj.weight)] {
+            let [rows, cols] = a.dims();
+            let d = delta(&a.val(), &b.val());
+            let rms = (d.iter().map(|x| x * x).sum::<f32>() / d.len() as f32).sqrt() / 1e-2;
+            assert!((0.02..0.3).contains(&rms), "{name}: update RMS {rms} lr");
+            // Largest singular value by power iteration on dᵀd.
+            let mut v = vec![1.0f32; cols];
+            let mut sigma = 0.0;
+            for _ in 0..100 {
+                let dv: Vec<f32> = (0..rows).map(|r| (0..cols).map(|c| d[r * cols + c] * v[c]).sum()).collect();
+                let w: Vec<f32> = (0..cols).map(|c| (0..rows).map(|r| d[r * cols + c] * dv[r]).sum()).collect();
+                let norm = w.iter().map(|x| x * x).sum::<f32>().sqrt();
+                sigma = (w.iter().zip(&v).map(|(a, b)| a * b).sum::<f32>() / v.iter().map(|x| x * x).sum::<f32>()).sqrt();
+                v = w.iter().map(|x| x / norm).collect();
+            }
+            let unit = 1e-2 * 0.2 * (rows.max(cols) as f32).sqrt();
+            assert!((0.6..1.3).contains(&(sigma / unit)), "{name}: largest singular value {} of lr·0.2·√max(A, B)", sigma / unit);
+        }
+    }
 }
