@@ -2,18 +2,23 @@
 """The flagship's learning curve as a picture: accuracy against training wall time.
 
 Reads the run's metrics.jsonl (validation accuracy on 200 generated full-size questions after every
-epoch, with the run's elapsed seconds and learning rate) and results/flagship/curve.jsonl (the kept epoch
-models on four generated sets: scripts/flagship-curve), and writes OUT.svg with the curriculum's phases
-shaded (search stage, stages 0-6, graph growth, full size, learning-rate decay).
+epoch, with the run's elapsed seconds and learning rate) and results/flagship/<run name>.jsonl (the kept
+epoch models on four generated sets: scripts/flagship-curve), and writes OUT.svg with the curriculum's
+phases shaded (search stage, stages 0-6, graph growth, full size, learning-rate decay). With
+COMPARE_RUN_DIR, that run's official-size curve (seed 9001) is drawn dashed on the same axes, by epoch
+(the same schedule) placed at this run's hours where this run has them.
 
-Usage: scripts/flagship_curve_plot.py [RUN_DIR] [OUT_PREFIX]
+Usage: scripts/flagship_curve_plot.py [RUN_DIR] [OUT_PREFIX] [COMPARE_RUN_DIR]
 """
 import json
 import sys
 import tomllib
 
-run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-page-coconut-search"
-out = sys.argv[2] if len(sys.argv) > 2 else "results/flagship/curve"
+import os
+
+run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-page-coconut-muon"
+out = sys.argv[2] if len(sys.argv) > 2 else f"results/flagship/{os.path.basename(run)}"
+compare = sys.argv[3] if len(sys.argv) > 3 else None
 cfg = tomllib.load(open(f"{run}/config.toml", "rb"))
 hours = {0: 0.0}  # epochs done -> hours of training
 val = []
@@ -22,8 +27,8 @@ for line in open(f"{run}/metrics.jsonl"):
     if "val_accuracy" in m:
         hours[m["epoch"] + 1] = m["time_s"] / 3600
         val.append((m["epoch"] + 1, m["val_accuracy"]))
-curve = [json.loads(line) for line in open("results/flagship/curve.jsonl")]
-curve = [c for c in curve if c["epoch"] in hours]
+curve_of = lambda r: [json.loads(line) for line in open(f"results/flagship/{os.path.basename(r)}.jsonl")]
+curve = [c for c in curve_of(run) if c["epoch"] in hours]
 
 W, H, L, B, T, R = 900, 380, 50, 44, 30, 230
 tmax = max(hours.values()) or 1
@@ -59,8 +64,12 @@ series = [("validation, 200 full size (every epoch)", "#7f7f7f", [(hours[e], a) 
 for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"), ("mid78", "#ff7f0e", "100 with 12-15 nodes (seed 78)"),
                          ("small4243", "#2ca02c", "500 with 6-9 nodes (seed 4243)")]:
     series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
+if compare:
+    series.append((f"500 official size, {os.path.basename(compare)} (same epoch)", "#1f77b4",
+                   [(hours[p["epoch"]], p["full9001"]) for p in curve_of(compare) if p["epoch"] in hours]))
 for i, (name, color, pts) in enumerate(series):
-    parts.append(f'<polyline points="{" ".join(f"{x(h):.1f},{y(a):.1f}" for h, a in pts)}" fill="none" stroke="{color}" stroke-width="{1 if i == 0 else 2}"/>')
+    dash = ' stroke-dasharray="5 3"' if compare and i == len(series) - 1 else ""
+    parts.append(f'<polyline points="{" ".join(f"{x(h):.1f},{y(a):.1f}" for h, a in pts)}" fill="none" stroke="{color}" stroke-width="{1 if i == 0 else 2}"{dash}/>')
     parts += [f'<circle cx="{x(h):.1f}" cy="{y(a):.1f}" r="2" fill="{color}"/>' for h, a in pts]
     parts.append(f'<line x1="{W - R + 12}" x2="{W - R + 24}" y1="{T + 18 * i + 1.5}" y2="{T + 18 * i + 1.5}" stroke="{color}" stroke-width="3"/>')
     parts.append(f'<text x="{W - R + 30}" y="{T + 18 * i + 5}">{name}</text>')

@@ -28,7 +28,7 @@ fn tune_allocator() {
 
 use coconut::BackendKind;
 
-pub(crate) const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-search.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-muon.toml";
 /// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
 /// source location so that it does not depend on the current directory.
 const OFFICIAL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/prosqa");
@@ -41,8 +41,8 @@ const COMMITTED_RUNS: &str = "checkpoints";
     version,
     about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
-        With no subcommand, trains the default run (configs/prosqa-page-coconut-search.toml) into\n\
-        runs/prosqa-page-coconut-search/, resuming it (or the committed checkpoints/ copy) when it exists."
+        With no subcommand, trains the default run (configs/prosqa-page-coconut-muon.toml) into\n\
+        runs/prosqa-page-coconut-muon/, resuming it (or the committed checkpoints/ copy) when it exists."
 )]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
@@ -384,10 +384,10 @@ fn print_default_plan() {
          \x20 the search stage (each question followed by every fact reachable from its person), then\n\
          \x20 the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
          \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts;\n\
-         \x20 small graphs first, growing to the official size; AdamW, optimizer reset at every stage\n\
-         \x20 switch, validation accuracy every epoch; one worker per CPU core.\n\
-         Output: runs/prosqa-page-coconut-search/ (metrics.jsonl, last/, best/). Run it again to resume\n\
-         (from checkpoints/prosqa-page-coconut-search/ when runs/ has none). `coconut --help` lists every subcommand.\n\
+         \x20 small graphs first, growing to the official size; Muon for the blocks' matrices and AdamW for the rest,\n\
+         \x20 optimizer reset at every stage switch, validation accuracy every epoch; one worker per CPU core.\n\
+         Output: runs/prosqa-page-coconut-muon/ (metrics.jsonl, last/, best/). Run it again to resume\n\
+         (from checkpoints/prosqa-page-coconut-muon/ when runs/ has none). `coconut --help` lists every subcommand.\n\
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
