@@ -5,10 +5,12 @@ Reads the shapes and the exact token sequences our bench used (JSON from `coconu
 the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the CPU (or on CUDA with
 `coconut bench --reference-device cuda`; timings then synchronise the GPU before reading the clock):
 
-  (a) plain forward + backward + AdamW on the training sequences (no thoughts fed back),
+  (a) plain forward + backward + the optimizer step on the training sequences (no thoughts fed back):
+      AdamW, or with `"optimizer": "muon"` torch.optim.Muon for the blocks' 2-D weights (RMS matched
+      to AdamW's, as ours) and AdamW for the rest,
   (b) the Coconut multi-pass forward as the paper describes it: n thoughts => n + 1 sequential passes
       over the sequence, reusing the KV cache, each thought = the last hidden state of the position
-      before it, then the loss, backward and AdamW,
+      before it, then the loss, backward and the optimizer step,
   (c) batch-1 greedy decoding after k thoughts, (i) re-running the whole sequence (thoughts re-derived)
       for every new token, as the official code does, and (ii) with HF's KV cache; and batched
       KV-cached decoding for the throughput figures.
@@ -76,9 +78,29 @@ def loss_of(model, hidden, labels):
     return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
-def train_rate(model, batch, steps, multipass):
+class Optimizers:
+    """AdamW everywhere, or Muon for the blocks' matrices (c_attn, c_proj, c_fc weights) and AdamW for the rest."""
+
+    def __init__(self, model, kind):
+        named = list(model.named_parameters())
+        matrix = lambda n, p: kind == "muon" and p.ndim == 2 and n.split(".")[-2] in ("c_attn", "c_proj", "c_fc")
+        self.opts = [torch.optim.AdamW([p for n, p in named if not matrix(n, p)], lr=1e-4, weight_decay=0.01)]
+        if kind == "muon":
+            muon = [p for n, p in named if matrix(n, p)]
+            self.opts.append(torch.optim.Muon(muon, lr=1e-4, weight_decay=0.01, adjust_lr_fn="match_rms_adamw"))
+
+    def step(self):
+        for o in self.opts:
+            o.step()
+
+    def zero_grad(self):
+        for o in self.opts:
+            o.zero_grad()
+
+
+def train_rate(model, batch, steps, multipass, optimizer):
     ids, labels, mask, pos, latents = tensors(batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    opt = Optimizers(model, optimizer)
 
     def step():
         if multipass:
@@ -160,8 +182,8 @@ def main():
     out = {"threads": spec["threads"], "device": str(DEV), "torch": torch.__version__, "train_samples_per_s": {}, "train_plain_samples_per_s": {}}
     for stage, batch in spec["train"].items():
         model.train()
-        out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True)
-        out["train_plain_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=False)
+        out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True, optimizer=spec.get("optimizer", "adamw"))
+        out["train_plain_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=False, optimizer=spec.get("optimizer", "adamw"))
     model.eval()
     gen = spec["gen"]
     out["gen_latency_ms_b1_recompute"] = latency(lambda p, n: decode_recompute(model, p, n), gen["prompts"][: gen["recompute_questions"]], gen["new_tokens"])

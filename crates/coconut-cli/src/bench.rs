@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant, collate};
 use coconut::generate::generate;
-use coconut::train::{OptimConfig, optimizer_step, optimizer_step_multi};
+use coconut::train::{OptimConfig, OptimizerKind, optimizer_step, optimizer_step_multi};
 use coconut::{CoconutTokenizer, Gpt2Config, coconut::DeviceBatch, prosqa};
 use serde_json::{Value, json};
 
@@ -33,20 +33,22 @@ pub struct BenchArgs {
     pub test_file: PathBuf,
 }
 
-fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize)> {
+/// The model, batch size and optimizer a named bench trains.
+fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize, OptimizerKind)> {
+    let adamw = OptimizerKind::Adamw;
     Ok(match name {
-        // What `cargo run --release` trains: the flagship config's model and batch size.
+        // What `cargo run --release` trains: the flagship config's model, batch size and optimizer.
         "flagship" => {
             let cfg = crate::train::TrainConfig::load(&repository().join(crate::DEFAULT_CONFIG))?;
             let m = cfg.model.as_ref().context("the flagship config has a [model]")?;
-            (m.gpt2_config(vocab), cfg.optim.batch_size)
+            (m.gpt2_config(vocab), cfg.optim.batch_size, cfg.optim.optimizer)
         }
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
-        "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
+        "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32, adamw),
         // The page models' shape (2 layers, 128 wide).
-        "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32),
+        "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32, adamw),
         // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
-        "gpt2" => (Gpt2Config::gpt2_124m(), 8),
+        "gpt2" => (Gpt2Config::gpt2_124m(), 8, adamw),
         other => bail!("--config `{other}`: one of flagship, small, page, gpt2"),
     })
 }
@@ -107,7 +109,7 @@ fn batch_json(b: &coconut::curriculum::Batch) -> Value {
 
 pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()> {
     let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text().as_str()])?;
-    let (config, default_batch) = shape(&args.config, tok.vocab_size())?;
+    let (config, default_batch, optimizer) = shape(&args.config, tok.vocab_size())?;
     let batch_size = args.batch_size.unwrap_or(default_batch);
     device.seed(0);
     let threads = threads();
@@ -117,19 +119,19 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     );
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
-    let training = bench_training(&config, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
+    let training = bench_training(&config, optimizer, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
     // The same steps on one worker at the other thread count (1 if this run has several, else every
     // core), in a rayon pool of that size: how a second core helps one worker.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let other_threads = if threads == 1 { cores } else { 1 };
     let at_other = if other_threads != threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(other_threads).build()?;
-        Some(pool.install(|| bench_training(&config, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
+        Some(pool.install(|| bench_training(&config, optimizer, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
     } else {
         None
     };
     // The same steps data-parallel over the workers a training run uses (one per core on a CPU).
-    let parallel = if workers.len() > 1 { Some(bench_training(&config, &tok, batch_size, args.train_steps, &workers)?) } else { None };
+    let parallel = if workers.len() > 1 { Some(bench_training(&config, optimizer, &tok, batch_size, args.train_steps, &workers)?) } else { None };
     let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
     let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
     let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
@@ -137,6 +139,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
         "config": args.config,
         "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params() },
         "batch_size": batch_size,
+        "optimizer": optimizer,
         "threads": threads,
         "train_samples_per_s": training.samples_per_s,
         "workers": 1,
@@ -158,6 +161,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
             "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
                         "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
             "threads": threads,
+            "optimizer": optimizer,
             "device": args.reference_device,
             "latent_id": tok.special.latent, "eos_id": tok.special.eos,
             "train_steps": args.train_steps,
@@ -193,7 +197,7 @@ struct Training {
 
 /// Samples/s of `steps` optimizer steps on one batch of generated questions at each of `STAGES`.
 /// With several `devices`, each step is data-parallel (one shard a device, Burn's multi-device step).
-fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize, steps: usize, devices: &[Device]) -> Result<Training> {
+fn bench_training(config: &Gpt2Config, optimizer: OptimizerKind, tok: &CoconutTokenizer, batch_size: usize, steps: usize, devices: &[Device]) -> Result<Training> {
     let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let ad = devices[0].clone();
@@ -219,7 +223,7 @@ fn bench_training(config: &Gpt2Config, tok: &CoconutTokenizer, batch_size: usize
             n => seqs.chunks(seqs.len().div_ceil(n)).zip(&devices).map(|(part, d)| DeviceBatch::new(&collate(part, tok.special), d)).collect(),
         };
         let mut model = config.init(&ad);
-        let mut optim = OptimConfig::default().optimizer();
+        let mut optim = OptimConfig { optimizer, ..OptimConfig::default() }.optimizer();
         let step = |model, optim: &mut _| match devices.len() {
             1 => optimizer_step(model, optim, std::slice::from_ref(&batch), &curriculum, 1e-4),
             _ => optimizer_step_multi(model, optim, &shards, &devices, &curriculum, 1e-4),
