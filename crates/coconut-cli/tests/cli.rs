@@ -448,6 +448,8 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     assert!(md.contains("| train samples/s, stage 6"), "{md}");
     // The flagship's model (rotary, 8 heads, its batch size), also data-parallel over the workers a run uses.
     assert_eq!((v["model"]["n_head"].as_u64(), v["batch_size"].as_u64()), (Some(8), Some(16)), "{v}");
+    // ... and its optimizer (Muon for the blocks' matrices).
+    assert_eq!(v["optimizer"], "muon", "{v}");
     if v["train_workers"].as_u64().unwrap() > 1 {
         assert!(v["train_samples_per_s_workers"]["stage3"].as_f64().unwrap() > 0.0, "{v}");
         assert!(md.contains("workers ("), "{md}");
