@@ -28,7 +28,7 @@ for line in open(f"{run}/metrics.jsonl"):
         hours[m["epoch"] + 1] = m["time_s"] / 3600
         val.append((m["epoch"] + 1, m["val_accuracy"]))
 curve_of = lambda r: [json.loads(line) for line in open(f"results/flagship/{os.path.basename(r)}.jsonl")]
-curve = [c for c in curve_of(run) if c["epoch"] in hours]
+curve = sorted((c for c in curve_of(run) if c["epoch"] in hours), key=lambda c: c["epoch"])
 
 W, H, L, B, T, R = 900, 380, 50, 44, 30, 230
 tmax = max(hours.values()) or 1
@@ -66,7 +66,7 @@ for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"
     series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
 if compare:
     series.append((f"500 official size, {os.path.basename(compare)} (same epoch)", "#1f77b4",
-                   [(hours[p["epoch"]], p["full9001"]) for p in curve_of(compare) if p["epoch"] in hours]))
+                   [(hours[p["epoch"]], p["full9001"]) for p in sorted(curve_of(compare), key=lambda c: c["epoch"]) if p["epoch"] in hours]))
 for i, (name, color, pts) in enumerate(series):
     dash = ' stroke-dasharray="5 3"' if compare and i == len(series) - 1 else ""
     parts.append(f'<polyline points="{" ".join(f"{x(h):.1f},{y(a):.1f}" for h, a in pts)}" fill="none" stroke="{color}" stroke-width="{1 if i == 0 else 2}"{dash}/>')
