@@ -65,7 +65,8 @@ for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"
                          ("small4243", "#2ca02c", "500 with 6-9 nodes (seed 4243)")]:
     series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
 if compare:
-    series.append((f"500 official size, {os.path.basename(compare)} (same epoch)", "#1f77b4",
+    other = tomllib.load(open(f"{compare}/config.toml", "rb")).get("optim", {}).get("optimizer", "adamw")
+    series.append((f"500 official size, {other} run (dashed)", "#1f77b4",
                    [(hours[p["epoch"]], p["full9001"]) for p in sorted(curve_of(compare), key=lambda c: c["epoch"]) if p["epoch"] in hours]))
 for i, (name, color, pts) in enumerate(series):
     dash = ' stroke-dasharray="5 3"' if compare and i == len(series) - 1 else ""

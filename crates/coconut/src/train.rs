@@ -303,8 +303,26 @@ pub fn optimizer_step_multi(
             None => loss,
         });
     }
-    let model = optim.step_multi(lr, model, multi);
+    // The update runs between the workers' passes, with every core idle but one: give it them all.
+    let model = in_step_pool(|| optim.step_multi(lr, model, multi));
     (model, total.expect("at least one device"))
+}
+
+/// Runs the data-parallel optimizer update in a thread pool of every core: it runs while the
+/// workers wait, and its matmuls (Muon's Newton–Schulz iterations) then use the idle cores.
+#[cfg(not(target_arch = "wasm32"))]
+fn in_step_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        rayon::ThreadPoolBuilder::new().num_threads(cores).build().expect("the update's thread pool")
+    });
+    pool.install(f)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn in_step_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    f()
 }
 
 /// Runs worker `j`'s step in a thread pool of its own. The CPU backend parallelises its kernels
