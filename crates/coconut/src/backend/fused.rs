@@ -122,7 +122,8 @@ pub mod composed {
 
 #[cfg(feature = "flex")]
 mod flex {
-    //! The kernels: plain loops over contiguous f32 rows.
+    //! The kernels: plain loops over contiguous f32 rows, each compiled twice, for the baseline
+    //! CPU and for AVX2 + FMA, picked when it runs ([`simd`]).
     use super::*;
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;
@@ -146,41 +147,24 @@ mod flex {
 
     impl FusedOps for Flex {
         fn fused_gelu_tanh(x: FlexTensor) -> FlexTensor {
-            let out = f32_data(&x)
-                .iter()
-                .map(|&x| {
-                    let u2 = 2.0 * GELU_C * (x + GELU_A * x * x * x);
-                    x / (1.0 + exp(-u2))
-                })
-                .collect();
-            tensor(out, &x)
+            let xs = f32_data(&x);
+            let mut y = vec![0f32; xs.len()];
+            gelu(&xs, &mut y);
+            tensor(y, &x)
         }
 
         fn fused_gelu_tanh_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-            let (xs, gs) = (f32_data(&x), f32_data(&grad));
-            let out = xs
-                .iter()
-                .zip(gs.iter())
-                .map(|(&x, &g)| {
-                    let x2 = x * x;
-                    let s = 1.0 / (1.0 + exp(-2.0 * GELU_C * (x + GELU_A * x2 * x)));
-                    g * (s + x * s * (1.0 - s) * 2.0 * GELU_C * (1.0 + 3.0 * GELU_A * x2))
-                })
-                .collect();
-            tensor(out, &x)
+            let xs = f32_data(&x);
+            let mut dx = writable(grad);
+            gelu_backward(&xs, dx.storage_mut::<f32>());
+            dx
         }
 
         fn fused_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
             let (xs, gamma_s, beta_s) = (f32_data(&x), f32_data(&gamma), f32_data(&beta));
-            let d = row_len(&x);
-            let mut out = vec![0f32; xs.len()];
-            for (row, y) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                let (mean, rstd) = moments(row, epsilon);
-                for i in 0..d {
-                    y[i] = (row[i] - mean) * rstd * gamma_s[i] + beta_s[i];
-                }
-            }
-            tensor(out, &x)
+            let mut y = vec![0f32; xs.len()];
+            layer_norm(&xs, &gamma_s, &beta_s, epsilon as f32, &mut y);
+            tensor(y, &x)
         }
 
         fn fused_layer_norm_backward(x: FlexTensor, gamma: FlexTensor, grad: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
@@ -188,38 +172,118 @@ mod flex {
             let d = row_len(&x);
             let mut dx = vec![0f32; xs.len()];
             let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
-            let mut xhat = vec![0f32; d];
-            for ((row, g), dx) in xs.chunks_exact(d).zip(gs.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
-                let (mean, rstd) = moments(row, epsilon);
-                let (mut sum_gg, mut sum_ggx) = (0f32, 0f32);
-                for i in 0..d {
-                    xhat[i] = (row[i] - mean) * rstd;
-                    let gg = g[i] * gamma_s[i];
-                    sum_gg += gg;
-                    sum_ggx += gg * xhat[i];
-                    dgamma[i] += g[i] * xhat[i];
-                    dbeta[i] += g[i];
-                }
-                let (mean_gg, mean_ggx) = (sum_gg / d as f32, sum_ggx / d as f32);
-                for i in 0..d {
-                    dx[i] = rstd * (g[i] * gamma_s[i] - mean_gg - xhat[i] * mean_ggx);
-                }
-            }
+            layer_norm_backward(&xs, &gamma_s, &gs, epsilon as f32, &mut dx, &mut dgamma, &mut dbeta);
             (tensor(dx, &x), tensor(dgamma, &gamma), tensor(dbeta, &gamma))
         }
 
         fn fused_attention_softmax(x: FlexTensor, bias: FlexTensor, scale: f64) -> FlexTensor {
             let dims = x.layout().shape().as_slice().to_vec();
-            let (heads, row_block) = (dims[1], dims[2] * dims[3]);
-            let (bias_s, scale) = (f32_data(&bias), scale as f32);
-            let k = dims[3];
+            let bias_s = f32_data(&bias);
+            let mut y = writable(x);
+            attention_softmax(y.storage_mut::<f32>(), &bias_s, [dims[1], dims[2], dims[3]], scale as f32);
+            y
+        }
+
+        fn fused_attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
+            let ys = f32_data(&y);
+            let d = row_len(&y);
+            let mut dx = writable(grad);
+            attention_softmax_backward(&ys, dx.storage_mut::<f32>(), d, scale as f32);
+            dx
+        }
+    }
+
+    /// Defines kernel `$name`, which runs its body compiled for AVX2 + FMA when the CPU has them
+    /// (8 lanes instead of the baseline's 4), and `$baseline`, the same body for any x86-64 CPU.
+    /// The body is an `#[inline(always)]` function called straight from the function with those
+    /// target features, so its loops are compiled with them.
+    macro_rules! kernel {
+        ($(#[$doc:meta])* fn $name:ident / $baseline:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+            $(#[$doc])*
+            pub(super) fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    #[target_feature(enable = "avx2,fma")]
+                    fn avx2($($arg: $ty),*) {
+                        $baseline($($arg),*)
+                    }
+                    // SAFETY: the CPU has the features `avx2` is compiled for (checked above).
+                    return unsafe { avx2($($arg),*) };
+                }
+                $baseline($($arg),*)
+            }
+
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn $baseline($($arg: $ty),*) $body
+        };
+    }
+
+    kernel! {
+        fn gelu / gelu_baseline(xs: &[f32], y: &mut [f32]) {
+            for (y, &x) in y.iter_mut().zip(xs) {
+                let u2 = 2.0 * GELU_C * (x + GELU_A * x * x * x);
+                *y = x / (1.0 + exp(-u2));
+            }
+        }
+    }
+
+    kernel! {
+        /// In place: `g` (the output's gradient) becomes the input's.
+        fn gelu_backward / gelu_backward_baseline(xs: &[f32], g: &mut [f32]) {
+            for (g, &x) in g.iter_mut().zip(xs) {
+                let x2 = x * x;
+                let s = 1.0 / (1.0 + exp(-2.0 * GELU_C * (x + GELU_A * x2 * x)));
+                *g *= s + x * s * (1.0 - s) * 2.0 * GELU_C * (1.0 + 3.0 * GELU_A * x2);
+            }
+        }
+    }
+
+    kernel! {
+        fn layer_norm / layer_norm_baseline(xs: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [f32]) {
+            let d = gamma.len();
+            for (row, y) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                let (mean, rstd) = moments(row, epsilon);
+                for (((y, &x), &g), &b) in y.iter_mut().zip(row).zip(gamma).zip(beta) {
+                    *y = (x - mean) * rstd * g + b;
+                }
+            }
+        }
+    }
+
+    kernel! {
+        fn layer_norm_backward / layer_norm_backward_baseline(xs: &[f32], gamma: &[f32], gs: &[f32], epsilon: f32, dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
+            let d = gamma.len();
+            let (mut xhat, mut gg) = (vec![0f32; d], vec![0f32; d]);
+            for ((row, g), dx) in xs.chunks_exact(d).zip(gs.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+                let (mean, rstd) = moments(row, epsilon);
+                for i in 0..d {
+                    xhat[i] = (row[i] - mean) * rstd;
+                    gg[i] = g[i] * gamma[i];
+                    dgamma[i] += g[i] * xhat[i];
+                    dbeta[i] += g[i];
+                }
+                let mean_gg = lanes(&gg, 0.0, |acc, x| acc + x) / d as f32;
+                let mean_ggx = lanes_dot(&gg, &xhat) / d as f32;
+                for i in 0..d {
+                    dx[i] = rstd * (gg[i] - mean_gg - xhat[i] * mean_ggx);
+                }
+            }
+        }
+    }
+
+    kernel! {
+        /// In place over `y` (scores `[batch, heads, queries, keys]`, `dims` = [heads, queries, keys]);
+        /// `bias` is `[batch, 1, queries, keys]`.
+        fn attention_softmax / attention_softmax_baseline(y: &mut [f32], bias: &[f32], dims: [usize; 3], scale: f32) {
+            let [heads, queries, k] = dims;
+            let row_block = queries * k;
             // Keys past the last one a query may attend (the causal future, right padding) get
             // probability 0 without being computed: per (batch, query) row, once for all heads.
-            let attended: Vec<usize> = bias_s.chunks_exact(k).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect();
-            let mut y = writable(x);
-            for (i, block) in y.storage_mut::<f32>().chunks_exact_mut(row_block).enumerate() {
-                let bias = &bias_s[(i / heads) * row_block..][..row_block];
-                let attended = &attended[(i / heads) * dims[2]..];
+            let attended: Vec<usize> = bias.chunks_exact(k).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect();
+            for (i, block) in y.chunks_exact_mut(row_block).enumerate() {
+                let bias = &bias[(i / heads) * row_block..][..row_block];
+                let attended = &attended[(i / heads) * queries..];
                 for ((row, bias), &n) in block.chunks_exact_mut(k).zip(bias.chunks_exact(k)).zip(attended) {
                     let (row, future) = row.split_at_mut(n);
                     future.fill(0.0);
@@ -235,26 +299,30 @@ mod flex {
                     row.iter_mut().for_each(|y| *y *= inv);
                 }
             }
-            y
         }
+    }
 
-        fn fused_attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
-            let ys = f32_data(&y);
-            let (d, scale) = (row_len(&y), scale as f32);
-            let mut dx = writable(grad);
-            for (y, g) in ys.chunks_exact(d).zip(dx.storage_mut::<f32>().chunks_exact_mut(d)) {
-                let mut yg = [0f32; 8];
-                for (y, g) in y.chunks_exact(8).zip(g.chunks_exact(8)) {
-                    (0..8).for_each(|i| yg[i] += y[i] * g[i]);
-                }
-                let tail = d - d % 8;
-                let dot = yg.iter().sum::<f32>() + y[tail..].iter().zip(&g[tail..]).map(|(y, g)| y * g).sum::<f32>();
+    kernel! {
+        /// In place: `g` (the probabilities' gradient, rows of `d`) becomes the scores'.
+        fn attention_softmax_backward / attention_softmax_backward_baseline(ys: &[f32], g: &mut [f32], d: usize, scale: f32) {
+            for (y, g) in ys.chunks_exact(d).zip(g.chunks_exact_mut(d)) {
+                let dot = lanes_dot(y, g);
                 for (g, y) in g.iter_mut().zip(y) {
                     *g = scale * y * (*g - dot);
                 }
             }
-            dx
         }
+    }
+
+    /// Σ a·b in 8 independent lanes (vectorizes; f32 sums are not reassociated otherwise).
+    #[inline(always)]
+    fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+            (0..8).for_each(|i| acc[i] += a[i] * b[i]);
+        }
+        let tail = a.len() - a.len() % 8;
+        acc.iter().sum::<f32>() + a[tail..].iter().zip(&b[tail..]).map(|(a, b)| a * b).sum::<f32>()
     }
 
     /// A reduction of `xs` in 8 independent lanes, so that it vectorizes (f32 sums are not
@@ -280,24 +348,35 @@ mod flex {
 
     /// eˣ in f32 without a libm call, so the loops vectorize: x = n·ln2 + r, |r| ≤ ln2/2, eʳ by
     /// its degree-6 Taylor polynomial (relative error < 3e-7), 2ⁿ from the exponent bits. 0 below −87.
+    /// Only bit operations turn n into 2ⁿ: adding 1.5·2²³ leaves n in the low mantissa bits (a
+    /// float-to-int cast saturates in Rust, which keeps the loop scalar).
     #[inline(always)]
     pub(super) fn exp(x: f32) -> f32 {
         const LOG2E: f32 = std::f32::consts::LOG2_E;
         const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
-        let x = x.min(88.0);
-        let n = (x * LOG2E + ROUND) - ROUND;
-        let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln2 in two parts, as Cephes
+        let xc = x.clamp(-87.5, 88.0); // n ∈ [−126, 127]: 2ⁿ is a normal f32
+        let t = xc * LOG2E + ROUND;
+        let n = t - ROUND;
+        let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln2 in two parts, as Cephes
         let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        let scaled = p * f32::from_bits((((n as i32).max(-126) + 127) as u32) << 23);
-        if x < -87.0 { 0.0 } else { scaled }
+        let two_n = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
+        if x < -87.0 { 0.0 } else { p * two_n }
     }
 
-    /// Mean and 1/√(biased variance + ε) of one row (two passes, as Burn's layer norm).
-    fn moments(row: &[f32], epsilon: f64) -> (f32, f32) {
+    /// Mean and 1/√(biased variance + ε) of one row (two passes, as Burn's layer norm), each
+    /// summed in 8 lanes.
+    #[inline(always)]
+    fn moments(row: &[f32], epsilon: f32) -> (f32, f32) {
         let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
-        (mean, 1.0 / (var + epsilon as f32).sqrt())
+        let mean = lanes(row, 0.0, |acc, x| acc + x) / n;
+        let mut acc = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let tail = chunks.remainder().iter().map(|x| (x - mean) * (x - mean)).sum::<f32>();
+        for c in chunks {
+            (0..8).for_each(|i| acc[i] += (c[i] - mean) * (c[i] - mean));
+        }
+        let var = (acc.iter().sum::<f32>() + tail) / n;
+        (mean, 1.0 / (var + epsilon).sqrt())
     }
 }
 
@@ -514,6 +593,23 @@ mod tests {
         let (yc, gc) = value_and_grads(|[x]| composed::attention_softmax(x, bias.clone(), 0.25), &[x], &w);
         assert_close("softmax", yf, yc);
         assert_close("softmax dx", gf[0].clone(), gc[0].clone());
+    }
+
+    /// The kernels run compiled for AVX2 + FMA where the CPU has them; the baseline build of the
+    /// same loops (what a CPU without them runs) gives the same numbers.
+    #[test]
+    fn the_avx2_and_baseline_kernels_agree() {
+        let xs: Vec<f32> = (0..1001).map(|i| -9.0 + 18.0 * i as f32 / 1000.0).collect();
+        let (mut fast, mut base) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
+        flex::gelu(&xs, &mut fast);
+        flex::gelu_baseline(&xs, &mut base);
+        let (mut gfast, mut gbase) = (vec![0.5f32; xs.len()], vec![0.5f32; xs.len()]);
+        flex::gelu_backward(&xs, &mut gfast);
+        flex::gelu_backward_baseline(&xs, &mut gbase);
+        for i in 0..xs.len() {
+            assert!((fast[i] - base[i]).abs() <= 1e-6 * (1.0 + base[i].abs()), "gelu({}) {} vs {}", xs[i], fast[i], base[i]);
+            assert!((gfast[i] - gbase[i]).abs() <= 1e-6, "gelu'({}) {} vs {}", xs[i], gfast[i], gbase[i]);
+        }
     }
 
     #[test]
