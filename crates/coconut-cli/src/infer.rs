@@ -86,16 +86,25 @@ pub fn evaluate(m: &Model, items: &[Item], k: usize, max_new_tokens: usize, batc
     let seconds = t0.elapsed().as_secs_f64();
     let mut categories: BTreeMap<&str, usize> = PathCategory::ALL.iter().map(|c| (c.key(), 0)).collect();
     let mut correct = 0;
+    // Accuracy by the length of the question's reasoning chain (its steps, i.e. hops from the
+    // person to the answer): how far the search reaches.
+    let mut by_hops: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for (item, (text, _)) in items.iter().zip(&outs) {
-        correct += answer_correct(text, item) as usize;
+        let ok = answer_correct(text, item) as usize;
+        correct += ok;
         *categories.get_mut(path_category(text, item, k).key()).unwrap() += 1;
+        let hops = by_hops.entry(item.steps.len()).or_default();
+        *hops = (hops.0 + ok, hops.1 + 1);
     }
+    let by_hops: serde_json::Map<String, Value> =
+        by_hops.into_iter().map(|(h, (c, n))| (h.to_string(), json!({ "n": n, "correct": c, "accuracy": c as f64 / n as f64 }))).collect();
     Ok(json!({
         "accuracy": correct as f64 / items.len().max(1) as f64,
         "n": items.len(),
         "k": k,
         "method": m.curriculum.variant.name(),
         "categories": categories,
+        "by_hops": by_hops,
         "checkpoint": m.ckpt.manifest.weights_sha256,
         "decoding": if m.reference_decoding { "reference" } else { "cached" },
         "seconds": seconds,

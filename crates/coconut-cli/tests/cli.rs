@@ -293,6 +293,15 @@ eval_max_new_tokens = 24
     let total: u64 = r["categories"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(total, 16, "categories sum to n");
     assert_eq!(r["accuracy"].as_f64().unwrap(), 1.0, "{r}");
+    // Accuracy by reasoning-chain length: one entry per length in the data, counts summing to n.
+    let items: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    let mut lengths: Vec<String> = items.iter().map(|i| i["steps"].as_array().unwrap().len().to_string()).collect();
+    lengths.sort();
+    lengths.dedup();
+    let by_hops = r["by_hops"].as_object().unwrap();
+    assert_eq!(by_hops.keys().cloned().collect::<std::collections::BTreeSet<_>>(), lengths.into_iter().collect(), "{r}");
+    assert_eq!(by_hops.values().map(|h| h["n"].as_u64().unwrap()).sum::<u64>(), 16, "{r}");
+    assert!(by_hops.values().all(|h| h["accuracy"] == 1.0 && h["correct"] == h["n"]), "{r}");
     // Six thoughts replace all language steps: the outputs are answer-only.
     assert_eq!(r["categories"]["correct_label"], 16, "{r}");
     // The official decoding style (batch 1, full re-run per token) gives the same report.
