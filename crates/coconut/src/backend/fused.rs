@@ -123,7 +123,7 @@ pub mod composed {
 #[cfg(feature = "flex")]
 mod flex {
     //! The kernels: plain loops over contiguous f32 rows, each compiled twice, for the baseline
-    //! CPU and for AVX2 + FMA, picked when it runs ([`simd`]).
+    //! CPU and for AVX2 + FMA, picked when it runs (`kernel!`).
     use super::*;
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;
