@@ -364,6 +364,14 @@ eval_max_new_tokens = 8
     assert!(records.iter().all(|r| r["epoch"] != 0), "epoch 0 is skipped: {metrics}");
     assert_eq!(records[0]["stage"], 1, "the run starts at stage 1: {metrics}");
     assert!(records.iter().any(|r| r["stage"] == 2), "and goes on to stage 2: {metrics}");
+    // Grown on the way (twice as wide, one more block): the run trains the larger model.
+    let grown = dir.join("grown.toml");
+    std::fs::write(&grown, std::fs::read_to_string(&stage1).unwrap().replace("start_epoch = 1", "start_epoch = 2\ngrow_width = 2\ngrow_layers = 1"))
+        .unwrap();
+    let out = coconut_ok(&["train", "--config", grown.to_str().unwrap(), "--out", dir.join("run-grown").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 layers, d=128"), "the grown model (3 layers, 128 wide) is trained: {err}");
+    score_text(&dir.join("run-grown/last"));
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(&stage1).unwrap().replace("start_epoch = 1", "start_epoch = 3")).unwrap();
     let out = coconut(&["train", "--config", bad.to_str().unwrap(), "--out", dir.join("run2").to_str().unwrap()]);

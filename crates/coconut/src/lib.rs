@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod eval;
 pub mod generate;
 pub mod gpt2;
+pub mod grow;
 pub mod gsm8k;
 pub mod hf;
 pub mod position_init;

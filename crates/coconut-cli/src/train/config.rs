@@ -199,12 +199,26 @@ pub struct RunSection {
     /// checkpoint and `epochs_per_stage = e`, `start_epoch = e` skips stage 0 and begins at stage 1.
     #[serde(default)]
     pub start_epoch: usize,
+    /// With `init`: blocks appended to the init's model, starting as the identity
+    /// (`coconut::grow::deeper`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grow_layers: usize,
+    /// With `init`: the init's model made this many times wider, heads and MLP units copied, so it
+    /// starts out computing what the init computes (`coconut::grow::wider`; 1 = unchanged).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub grow_width: usize,
     #[serde(default = "default_max_new_tokens")]
     pub eval_max_new_tokens: usize,
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
 }
 
+fn one() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
 fn default_log_every() -> usize {
     10
 }
@@ -256,7 +270,11 @@ impl TrainConfig {
                 "run.init = \"{init}\" points into runs/, which is not kept with the repository: use a committed checkpoint (checkpoints/) or hf:DIR"
             );
         }
-        let checks: [(bool, &str); 13] = [
+        let checks: [(bool, &str); 14] = [
+            (
+                r.grow_width >= 1 && (r.init.is_some() || (r.grow_layers == 0 && r.grow_width == 1)),
+                "run.grow_layers and run.grow_width grow the model of run.init (and run.grow_width must be at least 1)",
+            ),
             (o.batch_size >= 1, "optim.batch_size must be at least 1"),
             (o.grad_accum >= 1, "optim.grad_accum must be at least 1"),
             (o.lr.is_finite() && o.lr > 0.0, "optim.lr must be a positive number"),
@@ -406,6 +424,15 @@ mod tests {
                 "configs/{name} is not described in README.md's config table"
             );
         }
+    }
+
+    #[test]
+    fn growing_needs_a_model_to_grow() {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml");
+        let mut cfg = TrainConfig::load(&tiny).unwrap();
+        cfg.run.grow_width = 2;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("run.grow_width grow the model of run.init"), "{err}");
     }
 
     #[test]

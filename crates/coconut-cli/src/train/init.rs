@@ -6,7 +6,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use coconut::checkpoint::Checkpoint;
-use coconut::{CoconutTokenizer, Gpt2Config, hf, prontoqa, prosqa};
+use coconut::{CoconutTokenizer, Gpt2Config, grow, hf, prontoqa, prosqa};
+
+/// Standard deviation of the noise that breaks the symmetry of a widened model's copied units:
+/// about one optimizer step at lr 1e-3, small against the weights (~0.02–0.1).
+const GROW_NOISE: f64 = 1e-3;
 
 use super::config::{PositionInit, TrainConfig};
 
@@ -55,7 +59,11 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             let vocab = tok.vocab_size().max(config.vocab_size);
             let from = tok.encode("<<").ok().and_then(|ids| ids.first().copied()).unwrap_or(tok.special.eos) as usize;
             let model = model.resize_vocab(vocab, from);
-            Ok((Gpt2Config { vocab_size: vocab, ..config }, model, tok))
+            let config = Gpt2Config { vocab_size: vocab, ..config };
+            device.seed(cfg.run.seed);
+            let (model, config) = grow::wider(model, &config, cfg.run.grow_width, if cfg.run.grow_width > 1 { GROW_NOISE } else { 0.0 });
+            let (model, config) = grow::deeper(model, &config, cfg.run.grow_layers);
+            Ok((config, model, tok))
         }
     }
 }

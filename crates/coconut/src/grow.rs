@@ -1,0 +1,172 @@
+//! Growing a trained GPT-2 into a larger one that computes the same function (Net2Net, Chen et al.
+//! 2016), so a run can gain capacity without starting over.
+//!
+//! Deeper: blocks appended after the last one, with zero output projections (attention's and the
+//! MLP's `c_proj`), add nothing to the residual stream until training moves them.
+//!
+//! Wider by a factor k: every residual feature is copied k times and scaled by 1/√k,
+//!     x' = [x, …, x] / √k
+//! Layer norm, with its ε divided by k too, does not see the scale and returns k copies of its
+//! output (mean μ/√k, variance σ²/k: (x − μ)/√k / √((σ² + ε)/k) = (x − μ)/√(σ² + ε)), so a layer that
+//! reads it takes its weights tiled over the k input copies and divided by k. A layer that writes
+//! to the residual stream tiles its outputs and scales them by 1/√k. Heads are copied (k·n_head
+//! heads of the same size: every attention pattern and every rotary angle is the old one), the
+//! MLP's hidden units likewise. With the LM head tied to wte' = [E, …, E]/√k and the final norm's
+//! γ, β scaled by 1/√k:
+//!     h' = [h, …, h]/√k,    logits' = h'·wte'ᵀ = k · (h/√k)·(E/√k)ᵀ = h·Eᵀ,
+//! and h', fed back as a continuous thought, is the thought at the new embedding scale.
+//! Copies start identical and would get identical gradients: `noise` (a standard deviation added to
+//! every grown weight matrix) breaks the symmetry.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::gpt2::{Gpt2, Gpt2Config};
+
+/// Appends `extra` blocks that start as the identity (zero output projections).
+pub fn deeper(mut model: Gpt2, config: &Gpt2Config, extra: usize) -> (Gpt2, Gpt2Config) {
+    if extra == 0 {
+        return (model, config.clone());
+    }
+    let device = model.device();
+    let grown = Gpt2Config { n_layer: config.n_layer + extra, ..config.clone() };
+    let fresh = Gpt2Config { n_layer: extra, ..config.clone() }.init(&device);
+    for mut block in fresh.h.into_iter().take(extra) {
+        for proj in [&mut block.attn.c_proj, &mut block.mlp.c_proj] {
+            proj.weight = leaf(proj.weight.val().zeros_like());
+            proj.bias = proj.bias.take().map(|b| leaf(b.val().zeros_like()));
+        }
+        model.h.push(block);
+    }
+    (model, grown)
+}
+
+/// Widens every layer `k` times (heads and MLP units copied), adding `noise` to the weights.
+pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, noise: f64) -> (Gpt2, Gpt2Config) {
+    assert!(k >= 1, "the width factor must be at least 1");
+    let layer_norm_epsilon = config.layer_norm_epsilon / k as f64;
+    let grown = Gpt2Config {
+        n_embd: k * config.n_embd,
+        n_head: k * config.n_head,
+        n_inner: k * config.n_inner,
+        layer_norm_epsilon,
+        ..config.clone()
+    };
+    let residual = 1.0 / (k as f32).sqrt();
+    let Gpt2 { wte, wpe, h, ln_f, dropout, position, .. } = model;
+    let h = h
+        .into_iter()
+        .map(|mut b| {
+            b.ln_1 = widen_norm(b.ln_1, k, 1.0);
+            b.attn.c_attn = widen_linear(b.attn.c_attn, k, 3, 1.0, noise);
+            b.attn.c_proj = widen_linear(b.attn.c_proj, k, 1, residual, noise);
+            b.attn.n_head *= k;
+            b.ln_2 = widen_norm(b.ln_2, k, 1.0);
+            b.mlp.c_fc = widen_linear(b.mlp.c_fc, k, 1, 1.0, noise);
+            b.mlp.c_proj = widen_linear(b.mlp.c_proj, k, 1, residual, noise);
+            b
+        })
+        .collect();
+    let embedding = |p: Param<Tensor<2>>| leaf(p.val().repeat_dim(1, k) * residual);
+    let model = Gpt2 { wte: embedding(wte), wpe: embedding(wpe), h, ln_f: widen_norm(ln_f, k, residual), dropout, position, layer_norm_epsilon };
+    (model, grown)
+}
+
+/// A new parameter from a computed tensor (cut from the autodiff graph it was computed in).
+fn leaf<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t.detach())
+}
+
+/// `w` `[d_in, d_out]`: rows tiled k times / k (the input is k copies); the output's `sections`
+/// (q | k | v for `c_attn`) each tiled k times, times `scale`.
+fn widen_linear(l: Linear, k: usize, sections: usize, scale: f32, noise: f64) -> Linear {
+    let tile_out = |t: Tensor<2>| {
+        let width = t.dims()[1] / sections;
+        Tensor::cat((0..sections).map(|s| t.clone().narrow(1, s * width, width).repeat_dim(1, k)).collect(), 1) * scale
+    };
+    let w = tile_out(l.weight.val().repeat_dim(0, k) / k as f32);
+    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let bias = l.bias.map(|b| leaf(tile_out(b.val().unsqueeze::<2>()).squeeze_dim::<1>(0)));
+    Linear { weight: leaf(w), bias }
+}
+
+/// γ and β of a layer norm over k copies of the features, times `scale`.
+fn widen_norm(ln: LayerNorm, k: usize, scale: f32) -> LayerNorm {
+    let tile = |p: Param<Tensor<1>>| leaf(p.val().repeat_dim(0, k) * scale);
+    let gamma = tile(ln.gamma);
+    let mut grown = LayerNormConfig::new(gamma.dims()[0]).init(&gamma.val().device());
+    grown.beta = ln.beta.map(tile);
+    grown.gamma = gamma;
+    grown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt2::{Gpt2Input, Position};
+
+    fn run(model: &Gpt2, embeds: Tensor<3>) -> Tensor<3> {
+        let [batch, len, _] = embeds.dims();
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &embeds.device()).unsqueeze::<2>().expand([batch, len]);
+        model.forward(Gpt2Input { embeds, positions, key_mask: None, cache: None }).hidden
+    }
+
+    fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// A question, then two continuous thoughts (each the last hidden state fed back as the next
+    /// input embedding), then the logits at every position.
+    fn thoughts_then_logits(model: &Gpt2, ids: &[i64]) -> (Tensor<3>, Tensor<3>) {
+        let device = model.device();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &device);
+        let mut embeds = model.embed(ids);
+        for _ in 0..2 {
+            let hidden = run(model, embeds.clone());
+            let len = hidden.dims()[1];
+            embeds = Tensor::cat(vec![embeds, hidden.narrow(1, len - 1, 1)], 1);
+        }
+        let hidden = run(model, embeds);
+        (model.lm_head(hidden.clone()), hidden)
+    }
+
+    #[test]
+    fn a_grown_model_computes_what_it_grew_from() {
+        let device = Device::flex();
+        device.seed(5);
+        let ids: Vec<i64> = (0..11).map(|i| (i * 7 % 40) as i64).collect();
+        for position in [Position::Rope, Position::Learned] {
+            let config = Gpt2Config { dropout: 0.0, n_positions: 64, position, ..Gpt2Config::small(40, 2, 32, 4) };
+            let model = config.init(&device);
+            let (logits, hidden) = thoughts_then_logits(&model, &ids);
+
+            let (deep, deep_config) = deeper(model.clone(), &config, 2);
+            assert_eq!((deep.h.len(), deep_config.n_layer), (4, 4));
+            let (deep_logits, deep_hidden) = thoughts_then_logits(&deep, &ids);
+            assert!(max_diff(deep_logits, logits.clone()) < 1e-5 && max_diff(deep_hidden, hidden.clone()) < 1e-5);
+
+            let (wide, wide_config) = wider(model, &config, 2, 0.0);
+            assert_eq!((wide.n_embd(), wide_config.n_head, wide_config.n_inner), (64, 8, 256));
+            assert_eq!(wide.h[0].mlp.c_proj.weight.dims(), [256, 64]);
+            let (wide_logits, wide_hidden) = thoughts_then_logits(&wide, &ids);
+            // The last hidden state is the old one copied twice at 1/√2: the thought the old model
+            // fed back, at the new embedding scale.
+            let expected = hidden.repeat_dim(2, 2) / 2f32.sqrt();
+            let (dl, dh) = (max_diff(wide_logits, logits), max_diff(wide_hidden, expected));
+            assert!(dl < 1e-4 && dh < 1e-4, "{position:?}: logits moved by {dl}, the last hidden state by {dh}");
+        }
+    }
+
+    #[test]
+    fn noise_breaks_the_symmetry_of_the_copies() {
+        let device = Device::flex();
+        device.seed(6);
+        let config = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 1, 16, 2) };
+        let (wide, _) = wider(config.init(&device), &config, 2, 1e-3);
+        let w = wide.h[0].mlp.c_fc.weight.val();
+        let copies = max_diff(w.clone().narrow(1, 0, 64).unsqueeze(), w.narrow(1, 64, 64).unsqueeze());
+        assert!(copies > 1e-4 && copies < 1e-2, "the two copies of the MLP's units differ by {copies}");
+    }
+}
