@@ -46,6 +46,9 @@ pub fn deeper(mut model: Gpt2, config: &Gpt2Config, extra: usize) -> (Gpt2, Gpt2
 /// Widens every layer `k` times (heads and MLP units copied), adding `noise` to the weights.
 pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, noise: f64) -> (Gpt2, Gpt2Config) {
     assert!(k >= 1, "the width factor must be at least 1");
+    if k == 1 {
+        return (model, config.clone());
+    }
     let layer_norm_epsilon = config.layer_norm_epsilon / k as f64;
     let grown = Gpt2Config {
         n_embd: k * config.n_embd,

@@ -8,11 +8,11 @@ use burn::prelude::*;
 use coconut::checkpoint::Checkpoint;
 use coconut::{CoconutTokenizer, Gpt2Config, grow, hf, prontoqa, prosqa};
 
+use super::config::{PositionInit, TrainConfig};
+
 /// Standard deviation of the noise that breaks the symmetry of a widened model's copied units:
 /// about one optimizer step at lr 1e-3, small against the weights (~0.02–0.1).
 const GROW_NOISE: f64 = 1e-3;
-
-use super::config::{PositionInit, TrainConfig};
 
 /// Model and tokenizer at the start of a run.
 pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, coconut::Gpt2, CoconutTokenizer)> {
@@ -61,7 +61,7 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             let model = model.resize_vocab(vocab, from);
             let config = Gpt2Config { vocab_size: vocab, ..config };
             device.seed(cfg.run.seed);
-            let (model, config) = grow::wider(model, &config, cfg.run.grow_width, if cfg.run.grow_width > 1 { GROW_NOISE } else { 0.0 });
+            let (model, config) = grow::wider(model, &config, cfg.run.grow_width, GROW_NOISE);
             let (model, config) = grow::deeper(model, &config, cfg.run.grow_layers);
             Ok((config, model, tok))
         }
