@@ -134,14 +134,19 @@ fn parse_config(bytes: &[u8]) -> Result<Gpt2Config, CheckpointError> {
     let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
     if let Some(fields) = value.as_object_mut() {
         fields.entry("position").or_insert_with(|| serde_json::to_value(crate::gpt2::Position::Learned).expect("serialises"));
+        fields.entry("rotary_dims").or_insert(serde_json::Value::Null);
     }
     serde_json::from_value(value).map_err(malformed)
 }
 
-/// Options at their GPT-2 default (`position = Learned`) are left out, so a GPT-2 checkpoint's hash
-/// is the same whether or not its config.json names them.
+/// Options at their default (`position = Learned`, `rotary_dims = None`) are left out, so a
+/// checkpoint's hash is the same whether or not its config.json names them.
 pub fn config_hash(config: &Gpt2Config) -> String {
     let json = serde_json::to_string(config).expect("config serialises");
+    let json = match config.rotary_dims {
+        None => json.replacen(r#","rotary_dims":null"#, "", 1),
+        Some(_) => json,
+    };
     let json = match config.position {
         crate::gpt2::Position::Learned => json.replacen(r#","position":"Learned""#, "", 1),
         _ => json,

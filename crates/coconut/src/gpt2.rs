@@ -44,6 +44,10 @@ pub struct Gpt2Config {
     /// How token positions enter the model (GPT-2: learned).
     #[config(default = "Position::Learned")]
     pub position: Position,
+    /// Rotary positions only: how many of each head's features are rotated (GPT-NeoX's partial
+    /// rotary, its `rotary_pct`), the first `rotary_dims`; the others are left as they are, so a
+    /// query and a key can match on content at any distance. `None`: all of them (Su et al.).
+    pub rotary_dims: Option<usize>,
 }
 
 /// How token positions enter the model.
@@ -79,6 +83,14 @@ impl Gpt2Config {
         }
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 || self.n_inner == 0 {
             return Err("vocab_size, n_positions, n_layer and n_inner must be positive".into());
+        }
+        if let Some(r) = self.rotary_dims {
+            if self.position != Position::Rope {
+                return Err("rotary_dims needs rotary positions (position = Rope)".into());
+            }
+            if r == 0 || !r.is_multiple_of(2) || r > self.head_dim() {
+                return Err(format!("rotary_dims ({r}) must be even, positive and at most the head size ({})", self.head_dim()));
+            }
         }
         Ok(())
     }
@@ -125,6 +137,7 @@ impl Gpt2Config {
             ln_f: ln(),
             dropout: DropoutConfig::new(self.dropout).init(),
             position: self.position,
+            rotary_dims: self.rotary_dims.unwrap_or(self.head_dim()),
             layer_norm_epsilon: self.layer_norm_epsilon,
         }
     }
@@ -141,6 +154,9 @@ pub struct Gpt2 {
     pub dropout: Dropout,
     #[module(skip)]
     pub position: Position,
+    /// Rotary positions: the features of each head that are rotated (the first ones).
+    #[module(skip)]
+    pub rotary_dims: usize,
     /// ε of every layer norm (GPT-2: 1e-5).
     #[module(skip)]
     pub layer_norm_epsilon: f64,
@@ -245,7 +261,7 @@ impl Gpt2 {
 
         let (x, rotary) = match self.position {
             Position::Learned => (embeds + embedding(self.wpe.val(), positions), None),
-            Position::Rope => (embeds, Some(Rotary::new(positions, self.n_embd() / self.h[0].attn.n_head))),
+            Position::Rope => (embeds, Some(Rotary::new(positions, self.rotary_dims))),
         };
         let mut x = self.dropout.forward(x);
         let mut layers = Vec::with_capacity(self.h.len());
@@ -328,28 +344,33 @@ impl Attention {
 }
 
 /// The rotary angles of one forward call's positions: `cos(p·θ_f)`, `sin(p·θ_f)` as
-/// `[batch, 1, len, head_dim/2]` (broadcast over heads).
+/// `[batch, 1, len, dims/2]` (broadcast over heads), for the first `dims` features of a head.
 pub(crate) struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
 }
 
 impl Rotary {
-    pub(crate) fn new(positions: Tensor<2, Int>, head_dim: usize) -> Self {
+    pub(crate) fn new(positions: Tensor<2, Int>, dims: usize) -> Self {
         let [batch, len] = positions.dims();
-        let half = head_dim / 2;
+        let half = dims / 2;
         let device = positions.device();
-        let theta: Vec<f32> = (0..half).map(|f| 10000f64.powf(-2.0 * f as f64 / head_dim as f64) as f32).collect();
+        let theta: Vec<f32> = (0..half).map(|f| 10000f64.powf(-2.0 * f as f64 / dims as f64) as f32).collect();
         let theta = Tensor::<1>::from_data(TensorData::new(theta, [half]), &device).reshape([1, 1, 1, half]);
         let angle = positions.float().reshape([batch, 1, len, 1]) * theta;
         Self { cos: angle.clone().cos(), sin: angle.sin() }
     }
 
-    /// `(x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin)` on the two halves of the last dimension.
+    /// `(x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin)` on the two halves of the first `dims`
+    /// features of the last dimension; the features after them pass unchanged.
     pub(crate) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
-        let half = x.dims()[3] / 2;
-        let (x1, x2) = (x.clone().narrow(3, 0, half), x.narrow(3, half, half));
-        Tensor::cat(vec![x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone(), x2 * self.cos.clone() + x1 * self.sin.clone()], 3)
+        let (head_dim, half) = (x.dims()[3], self.cos.dims()[3]);
+        let (x1, x2) = (x.clone().narrow(3, 0, half), x.clone().narrow(3, half, half));
+        let mut parts = vec![x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone(), x2 * self.cos.clone() + x1 * self.sin.clone()];
+        if 2 * half < head_dim {
+            parts.push(x.narrow(3, 2 * half, head_dim - 2 * half));
+        }
+        Tensor::cat(parts, 3)
     }
 }
 
@@ -425,6 +446,28 @@ mod tests {
         for (got, want) in y.iter().zip(want) {
             assert!((got - want).abs() < 1e-5, "{y:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn partial_rotary_rotates_the_first_features_only() {
+        // head_dim 6, rotary_dims 4: θ = (1, 0.01) on pairs (0, 2) and (1, 3); features 4, 5 unchanged.
+        let device = Device::flex();
+        let r = Rotary::new(Tensor::<2, Int>::from_data(TensorData::new(vec![2i64], [1, 1]), &device), 4);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1f32, 2., 3., 4., 5., 6.], [1, 1, 1, 6]), &device);
+        let y: Vec<f32> = r.rotate(x).into_data().try_to_vec::<f32>().unwrap();
+        let (c0, s0, c1, s1) = (2f32.cos(), 2f32.sin(), 0.02f32.cos(), 0.02f32.sin());
+        let want = [1. * c0 - 3. * s0, 2. * c1 - 4. * s1, 3. * c0 + 1. * s0, 4. * c1 + 2. * s1, 5., 6.];
+        for (got, want) in y.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{y:?} vs {want:?}");
+        }
+        let partial = Gpt2Config { dropout: 0.0, position: Position::Rope, rotary_dims: Some(4), ..Gpt2Config::small(40, 2, 32, 4) };
+        assert!(Gpt2Config { rotary_dims: Some(10), ..partial.clone() }.validate().is_err(), "more rotated features than a head has");
+        assert!(Gpt2Config { position: Position::Learned, ..partial.clone() }.validate().is_err(), "rotary_dims without rotary positions");
+        let model = partial.init(&device);
+        let ids = [3i64, 7, 1, 9, 4];
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let shifted = max_diff(&hidden(&model, &ids, 0, &device), &hidden(&model, &ids, 300, &device));
+        assert!(shifted < 1e-4, "partial rotary: shifting every position by 300 moved the hidden state by {shifted}");
     }
 
     #[test]

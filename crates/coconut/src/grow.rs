@@ -17,13 +17,20 @@
 //! and h', fed back as a continuous thought, is the thought at the new embedding scale.
 //! Copies start identical and would get identical gradients: `noise` (a standard deviation added to
 //! every grown weight matrix) breaks the symmetry.
+//!
+//! Wider heads instead of more heads ([`Heads::Wider`]): the n_head heads stay and each gets k times
+//! the features. Head h's query is [√k·q_h, 0, …], its key and value [k_h, …, k_h] and [v_h, …, v_h],
+//! so q'·k'/√(k·d_head) = q_h·k_h/√d_head: the same attention. With rotary positions only the first
+//! d_head features are rotated (`rotary_dims`, at the old angles); the new ones match on content at
+//! any distance, and start with a zero query (their key is a copy, so the query gets gradients).
+//! The output projection reads the k value copies through its old rows divided by k.
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::gpt2::{Gpt2, Gpt2Config, Position};
 
 /// Appends `extra` blocks that start as the identity (zero output projections).
 pub fn deeper(mut model: Gpt2, config: &Gpt2Config, extra: usize) -> (Gpt2, Gpt2Config) {
@@ -43,29 +50,52 @@ pub fn deeper(mut model: Gpt2, config: &Gpt2Config, extra: usize) -> (Gpt2, Gpt2
     (model, grown)
 }
 
-/// Widens every layer `k` times (heads and MLP units copied), adding `noise` to the weights.
-pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, noise: f64) -> (Gpt2, Gpt2Config) {
+/// How attention grows with the width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heads {
+    /// k·n_head heads of the old size: each head copied k times.
+    More,
+    /// n_head heads of k times the size: the old features first, new content features after them.
+    Wider,
+}
+
+/// Widens every layer `k` times (MLP units copied; heads copied or widened), adding `noise` to the weights.
+pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f64) -> (Gpt2, Gpt2Config) {
     assert!(k >= 1, "the width factor must be at least 1");
     if k == 1 {
         return (model, config.clone());
     }
     let layer_norm_epsilon = config.layer_norm_epsilon / k as f64;
-    let grown = Gpt2Config {
-        n_embd: k * config.n_embd,
-        n_head: k * config.n_head,
-        n_inner: k * config.n_inner,
-        layer_norm_epsilon,
-        ..config.clone()
+    let (n_head, head_dim) = (config.n_head, config.head_dim());
+    let grown = match heads {
+        Heads::More => Gpt2Config { n_head: k * n_head, ..config.clone() },
+        Heads::Wider => Gpt2Config {
+            rotary_dims: match config.position {
+                Position::Rope => Some(config.rotary_dims.unwrap_or(head_dim)),
+                Position::Learned => None,
+            },
+            ..config.clone()
+        },
     };
+    let grown = Gpt2Config { n_embd: k * config.n_embd, n_inner: k * config.n_inner, layer_norm_epsilon, ..grown };
     let residual = 1.0 / (k as f32).sqrt();
     let Gpt2 { wte, wpe, h, ln_f, dropout, position, .. } = model;
+    let rotary_dims = grown.rotary_dims.unwrap_or(grown.head_dim());
     let h = h
         .into_iter()
         .map(|mut b| {
             b.ln_1 = widen_norm(b.ln_1, k, 1.0);
-            b.attn.c_attn = widen_linear(b.attn.c_attn, k, 3, 1.0, noise);
-            b.attn.c_proj = widen_linear(b.attn.c_proj, k, 1, residual, noise);
-            b.attn.n_head *= k;
+            match heads {
+                Heads::More => {
+                    b.attn.c_attn = widen_linear(b.attn.c_attn, k, 3, 1.0, noise);
+                    b.attn.c_proj = widen_linear(b.attn.c_proj, k, 1, residual, noise);
+                    b.attn.n_head *= k;
+                }
+                Heads::Wider => {
+                    b.attn.c_attn = widen_heads_qkv(b.attn.c_attn, k, n_head, noise);
+                    b.attn.c_proj = widen_heads_proj(b.attn.c_proj, k, n_head, residual, noise);
+                }
+            }
             b.ln_2 = widen_norm(b.ln_2, k, 1.0);
             b.mlp.c_fc = widen_linear(b.mlp.c_fc, k, 1, 1.0, noise);
             b.mlp.c_proj = widen_linear(b.mlp.c_proj, k, 1, residual, noise);
@@ -73,7 +103,7 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, noise: f64) -> (Gpt2, G
         })
         .collect();
     let embedding = |p: Param<Tensor<2>>| leaf(p.val().repeat_dim(1, k) * residual);
-    let model = Gpt2 { wte: embedding(wte), wpe: embedding(wpe), h, ln_f: widen_norm(ln_f, k, residual), dropout, position, layer_norm_epsilon };
+    let model = Gpt2 { wte: embedding(wte), wpe: embedding(wpe), h, ln_f: widen_norm(ln_f, k, residual), dropout, position, rotary_dims, layer_norm_epsilon };
     (model, grown)
 }
 
@@ -95,6 +125,34 @@ fn widen_linear(l: Linear, k: usize, sections: usize, scale: f32, noise: f64) ->
     Linear { weight: leaf(w), bias }
 }
 
+/// `c_attn` for heads k times wider: rows tiled k times / k (the input is k copies); per head, the
+/// query [√k·q_h, 0, …], the key [k_h, …, k_h], the value [v_h, …, v_h].
+fn widen_heads_qkv(l: Linear, k: usize, n_head: usize, noise: f64) -> Linear {
+    let tile_out = |t: Tensor<2>| {
+        let [rows, cols] = t.dims();
+        let (d, root_k) = (cols / 3, (k as f32).sqrt());
+        let head = |s: usize| t.clone().narrow(1, s * d, d).reshape([rows, n_head, d / n_head]);
+        let q = Tensor::cat(vec![head(0) * root_k, head(0).zeros_like().repeat_dim(2, k - 1)], 2);
+        let grown = [q, head(1).repeat_dim(2, k), head(2).repeat_dim(2, k)];
+        Tensor::cat(grown.into_iter().map(|s| s.reshape([rows, k * d])).collect(), 1)
+    };
+    let w = tile_out(l.weight.val().repeat_dim(0, k) / k as f32);
+    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let bias = l.bias.map(|b| leaf(tile_out(b.val().unsqueeze::<2>()).squeeze_dim::<1>(0)));
+    Linear { weight: leaf(w), bias }
+}
+
+/// Attention's `c_proj` reading heads k times wider (k copies of each head's value): each head's
+/// rows tiled k times / k; the output tiled k times, times `scale`.
+fn widen_heads_proj(l: Linear, k: usize, n_head: usize, scale: f32, noise: f64) -> Linear {
+    let [d_in, d_out] = l.weight.dims();
+    let w = l.weight.val().reshape([n_head, d_in / n_head, d_out]).repeat_dim(1, k).reshape([k * d_in, d_out]) / k as f32;
+    let w = w.repeat_dim(1, k) * scale;
+    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let bias = l.bias.map(|b| leaf(b.val().repeat_dim(0, k) * scale));
+    Linear { weight: leaf(w), bias }
+}
+
 /// γ and β of a layer norm over k copies of the features, times `scale`.
 fn widen_norm(ln: LayerNorm, k: usize, scale: f32) -> LayerNorm {
     let tile = |p: Param<Tensor<1>>| leaf(p.val().repeat_dim(0, k) * scale);
@@ -108,7 +166,7 @@ fn widen_norm(ln: LayerNorm, k: usize, scale: f32) -> LayerNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt2::{Gpt2Input, Position};
+    use crate::gpt2::Gpt2Input;
 
     fn run(model: &Gpt2, embeds: Tensor<3>) -> Tensor<3> {
         let [batch, len, _] = embeds.dims();
@@ -150,15 +208,25 @@ mod tests {
             let (deep_logits, deep_hidden) = thoughts_then_logits(&deep, &ids);
             assert!(max_diff(deep_logits, logits.clone()) < 1e-5 && max_diff(deep_hidden, hidden.clone()) < 1e-5);
 
-            let (wide, wide_config) = wider(model, &config, 2, 0.0);
+            let (wide, wide_config) = wider(model.clone(), &config, 2, Heads::More, 0.0);
             assert_eq!((wide.n_embd(), wide_config.n_head, wide_config.n_inner), (64, 8, 256));
             assert_eq!(wide.h[0].mlp.c_proj.weight.dims(), [256, 64]);
             let (wide_logits, wide_hidden) = thoughts_then_logits(&wide, &ids);
             // The last hidden state is the old one copied twice at 1/√2: the thought the old model
             // fed back, at the new embedding scale.
-            let expected = hidden.repeat_dim(2, 2) / 2f32.sqrt();
-            let (dl, dh) = (max_diff(wide_logits, logits), max_diff(wide_hidden, expected));
+            let expected = hidden.clone().repeat_dim(2, 2) / 2f32.sqrt();
+            let (dl, dh) = (max_diff(wide_logits, logits.clone()), max_diff(wide_hidden, expected.clone()));
             assert!(dl < 1e-4 && dh < 1e-4, "{position:?}: logits moved by {dl}, the last hidden state by {dh}");
+
+            // Wider heads: 4 heads of 16 features, the first 8 rotated (rotary) as before.
+            let (wide, wide_config) = wider(model, &config, 2, Heads::Wider, 0.0);
+            assert_eq!((wide.n_embd(), wide_config.n_head, wide_config.head_dim()), (64, 4, 16));
+            let rotated = if position == Position::Rope { Some(8) } else { None };
+            assert_eq!(wide_config.rotary_dims, rotated);
+            wide_config.validate().unwrap();
+            let (wide_logits, wide_hidden) = thoughts_then_logits(&wide, &ids);
+            let (dl, dh) = (max_diff(wide_logits, logits), max_diff(wide_hidden, expected));
+            assert!(dl < 1e-4 && dh < 1e-4, "{position:?}, wider heads: logits moved by {dl}, the last hidden state by {dh}");
         }
     }
 
@@ -167,7 +235,7 @@ mod tests {
         let device = Device::flex();
         device.seed(6);
         let config = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 1, 16, 2) };
-        let (wide, _) = wider(config.init(&device), &config, 2, 1e-3);
+        let (wide, _) = wider(config.init(&device), &config, 2, Heads::More, 1e-3);
         let w = wide.h[0].mlp.c_fc.weight.val();
         let copies = max_diff(w.clone().narrow(1, 0, 64).unsqueeze(), w.narrow(1, 64, 64).unsqueeze());
         assert!(copies > 1e-4 && copies < 1e-2, "the two copies of the MLP's units differ by {copies}");

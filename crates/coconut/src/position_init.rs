@@ -99,6 +99,7 @@ pub fn with_rotary_offset_heads(mut model: Gpt2, offsets: &[usize], sharpness: f
     let attn = &model.h[0].attn;
     let (n_head, d) = (attn.n_head, model.n_embd());
     let (hd, half) = (d / n_head, d / n_head / 2);
+    assert_eq!(model.rotary_dims, hd, "rotary offset heads need every feature of a head rotated (rotary_dims unset)");
     assert!(offsets.len() <= n_head, "{} offset heads but {n_head} heads", offsets.len());
     let host = |t: Tensor<2>| -> Vec<f32> { t.into_data().try_to_vec::<f32>().expect("f32 weights") };
     let mut w = host(attn.c_attn.weight.val());

@@ -50,6 +50,10 @@ pub struct ModelSection {
     /// holds at every position and on longer questions). HF imports keep learned positions.
     #[serde(default)]
     pub position: PositionKind,
+    /// Rotary positions only: how many of each head's features are rotated (GPT-NeoX's partial
+    /// rotary); the rest match on content at any distance. Unset: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotary_dims: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -87,6 +91,7 @@ impl ModelSection {
             n_positions: self.n_positions,
             dropout: self.dropout,
             position: self.position(),
+            rotary_dims: self.rotary_dims,
             ..coconut::Gpt2Config::small(vocab_size, self.n_layer, self.n_embd, self.n_head)
         }
     }
@@ -101,6 +106,7 @@ impl ModelSection {
         position_init: PositionInit::Normal,
         offset_heads: Vec::new(),
         position: PositionKind::Learned,
+        rotary_dims: None,
     };
 }
 
@@ -203,14 +209,41 @@ pub struct RunSection {
     /// (`coconut::grow::deeper`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub grow_layers: usize,
-    /// With `init`: the init's model made this many times wider, heads and MLP units copied, so it
-    /// starts out computing what the init computes (`coconut::grow::wider`; 1 = unchanged).
+    /// With `init`: the init's model made this many times wider, MLP units copied, so it starts out
+    /// computing what the init computes (`coconut::grow::wider`; 1 = unchanged).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub grow_width: usize,
+    /// With `grow_width`: `more` (each head copied: k·n_head heads of the old size) or `wider`
+    /// (n_head heads of k times the size: the old features, rotated as before, then new content
+    /// features that match at any distance).
+    #[serde(default, skip_serializing_if = "GrowHeads::is_more")]
+    pub grow_heads: GrowHeads,
     #[serde(default = "default_max_new_tokens")]
     pub eval_max_new_tokens: usize,
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+}
+
+/// How attention grows with `run.grow_width` (`coconut::grow::Heads`).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrowHeads {
+    #[default]
+    More,
+    Wider,
+}
+
+impl GrowHeads {
+    fn is_more(&self) -> bool {
+        *self == GrowHeads::More
+    }
+
+    pub fn heads(self) -> coconut::grow::Heads {
+        match self {
+            GrowHeads::More => coconut::grow::Heads::More,
+            GrowHeads::Wider => coconut::grow::Heads::Wider,
+        }
+    }
 }
 
 fn one() -> usize {
@@ -303,6 +336,9 @@ impl TrainConfig {
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             bail!("{msg}");
+        }
+        if self.run.init.is_none() {
+            m.gpt2_config(1).validate().map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
         }
         if self.data.dataset != "files" && self.data.train_size == 0 {
             bail!("data.train_size must be at least 1 for a generated dataset");

@@ -61,7 +61,7 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             let model = model.resize_vocab(vocab, from);
             let config = Gpt2Config { vocab_size: vocab, ..config };
             device.seed(cfg.run.seed);
-            let (model, config) = grow::wider(model, &config, cfg.run.grow_width, GROW_NOISE);
+            let (model, config) = grow::wider(model, &config, cfg.run.grow_width, cfg.run.grow_heads.heads(), GROW_NOISE);
             let (model, config) = grow::deeper(model, &config, cfg.run.grow_layers);
             Ok((config, model, tok))
         }
