@@ -120,7 +120,7 @@ fn widen_linear(l: Linear, k: usize, sections: usize, scale: f32, noise: f64) ->
         Tensor::cat((0..sections).map(|s| t.clone().narrow(1, s * width, width).repeat_dim(1, k)).collect(), 1) * scale
     };
     let w = tile_out(l.weight.val().repeat_dim(0, k) / k as f32);
-    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let w = with_noise(w, noise);
     let bias = l.bias.map(|b| leaf(tile_out(b.val().unsqueeze::<2>()).squeeze_dim::<1>(0)));
     Linear { weight: leaf(w), bias }
 }
@@ -137,7 +137,7 @@ fn widen_heads_qkv(l: Linear, k: usize, n_head: usize, noise: f64) -> Linear {
         Tensor::cat(grown.into_iter().map(|s| s.reshape([rows, k * d])).collect(), 1)
     };
     let w = tile_out(l.weight.val().repeat_dim(0, k) / k as f32);
-    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let w = with_noise(w, noise);
     let bias = l.bias.map(|b| leaf(tile_out(b.val().unsqueeze::<2>()).squeeze_dim::<1>(0)));
     Linear { weight: leaf(w), bias }
 }
@@ -148,9 +148,14 @@ fn widen_heads_proj(l: Linear, k: usize, n_head: usize, scale: f32, noise: f64) 
     let [d_in, d_out] = l.weight.dims();
     let w = l.weight.val().reshape([n_head, d_in / n_head, d_out]).repeat_dim(1, k).reshape([k * d_in, d_out]) / k as f32;
     let w = w.repeat_dim(1, k) * scale;
-    let w = if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w };
+    let w = with_noise(w, noise);
     let bias = l.bias.map(|b| leaf(b.val().repeat_dim(0, k) * scale));
     Linear { weight: leaf(w), bias }
+}
+
+/// `w` plus normal noise of standard deviation `noise` (none at 0): breaks the copies' symmetry.
+fn with_noise(w: Tensor<2>, noise: f64) -> Tensor<2> {
+    if noise > 0.0 { w.clone() + w.random_like(Distribution::Normal(0.0, noise)) } else { w }
 }
 
 /// γ and β of a layer norm over k copies of the features, times `scale`.
