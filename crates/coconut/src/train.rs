@@ -281,7 +281,7 @@ pub fn optimizer_step_multi(
             .zip(devices)
             .enumerate()
             .map(|(j, (shard, device))| {
-                let replica = model.clone().fork(device);
+                let replica = replica(model.clone(), device);
                 s.spawn(move || {
                     in_worker_pool(j, || {
                         let loss = batch_loss(&replica, shard, curriculum).mul_scalar(scale);
@@ -306,6 +306,27 @@ pub fn optimizer_step_multi(
     // The update runs between the workers' passes, with every core idle but one: give it them all.
     let model = in_step_pool(|| optim.step_multi(lr, model, multi));
     (model, total.expect("at least one device"))
+}
+
+/// `model` on `device` with every parameter a new autodiff leaf, for one worker's step: Burn's
+/// `Module::fork` without the graph node fork leaves behind. `fork` moves a parameter and then
+/// detaches it, which records the move in the parameter's autodiff graph; a parameter that never gets
+/// a gradient (the rotary model's unused `wpe`) is never replaced by the optimizer, so its graph grows
+/// by one node a worker a step, and every backward's orphan sweep walks it (a 2-worker run slowed
+/// from ~300 to ~50 samples/s over a day). An untracked copy (`set_require_grad(false)`; `detach`
+/// would keep the tensor tracked) moves without a record.
+pub fn replica(model: Gpt2, device: &Device) -> Gpt2 {
+    struct Replica<'a>(&'a Device);
+    impl burn::module::ModuleMapper for Replica<'_> {
+        fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+            param.map(|t| {
+                let tracked = t.is_require_grad();
+                let t = t.set_require_grad(false).to_device(self.0);
+                if tracked { t.require_grad() } else { t }
+            })
+        }
+    }
+    model.map(&mut Replica(device))
 }
 
 /// Runs the data-parallel optimizer update in a thread pool of every core: it runs while the
@@ -350,6 +371,25 @@ fn in_worker_pool<R: Send>(_: usize, f: impl FnOnce() -> R + Send) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_has_the_weights_as_new_leaves_and_keeps_frozen_ones_frozen() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let config = crate::Gpt2Config { dropout: 0.0, ..crate::Gpt2Config::small(11, 1, 16, 2) };
+        let mut model = config.init(&device);
+        model.wpe = model.wpe.set_require_grad(false);
+        let copy = replica(model.clone(), &device);
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(values(copy.wte.val()), values(model.wte.val()));
+        assert_eq!(values(copy.h[0].mlp.c_fc.weight.val()), values(model.h[0].mlp.c_fc.weight.val()));
+        assert!(copy.wte.val().is_require_grad() && !copy.wpe.val().is_require_grad());
+        // Gradients reach the replica's leaves, not the model it was made from.
+        let grads = (copy.wte.val() * 2.0).sum().backward();
+        let grad = copy.wte.val().grad(&grads).expect("the replica's weight is a leaf");
+        assert!(values(grad).iter().all(|&g| g == 2.0));
+        assert!(model.wte.val().grad(&grads).is_none());
+    }
 
     /// Padded tokens (batch size × longest item) summed over the batches.
     fn padded(batches: &[Vec<usize>], lengths: &[usize]) -> usize {

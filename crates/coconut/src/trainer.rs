@@ -229,7 +229,7 @@ mod tests {
         t.begin_epoch(0);
         let b = t.batches(&data, 0).remove(0);
         t.step(&data, &b, &curriculum, &tok);
-        let delta = |a: &Tensor<2>, b: &Tensor<2>| (b.clone() - a.clone()).into_data().to_vec::<f32>().unwrap();
+        let delta = |a: &Tensor<2>, b: &Tensor<2>| (b.clone() - a.clone()).into_data().try_to_vec::<f32>().unwrap();
         let (old, new) = (&before.h[0], &t.model.h[0]);
         // AdamW's first step moves every parameter with a gradient by lr (m / sqrt(v) = ±1): the
         // layer norms' gains, the biases.
