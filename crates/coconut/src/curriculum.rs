@@ -102,6 +102,9 @@ pub struct Tokenized {
     pub question: Vec<u32>,
     pub steps: Vec<Vec<u32>>,
     pub answer: Vec<u32>,
+    /// A search listing (`data.search_share`): its steps are every fact reachable from the person,
+    /// and it trains at stage 0, in language, whatever the epoch's stage.
+    pub listing: bool,
 }
 
 impl Tokenized {
@@ -112,6 +115,7 @@ impl Tokenized {
             question: tok.encode(&format!("{}\n", item.question))?,
             steps: item.steps.iter().map(|s| tok.encode(&format!("{s}\n"))).collect::<Result<_, _>>()?,
             answer,
+            listing: false,
         })
     }
 }
@@ -124,7 +128,7 @@ impl Tokenized {
 
     /// A bare question (for prompts: no steps, no answer).
     pub fn question(question: &str, tok: &CoconutTokenizer) -> Result<Self, TokenizerError> {
-        Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new() })
+        Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new(), listing: false })
     }
 }
 
@@ -161,9 +165,16 @@ impl Curriculum {
         }
     }
 
-    /// The training sequence of an item at the scheduled `stage` (`rng` draws the uniform-stage mix).
+    /// The training sequence of an item at the scheduled `stage` (`rng` draws the uniform-stage mix;
+    /// a search listing is always at stage 0).
     pub fn example(&self, t: &Tokenized, stage: usize, ids: SpecialIds, rng: &mut impl Rng) -> Example {
-        let stage = if self.uniform_prob > 0.0 && rng.random::<f64>() < self.uniform_prob { rng.random_range(0..=t.steps.len()) } else { stage };
+        let stage = if t.listing {
+            0
+        } else if self.uniform_prob > 0.0 && rng.random::<f64>() < self.uniform_prob {
+            rng.random_range(0..=t.steps.len())
+        } else {
+            stage
+        };
         let (n_latent, skip) = self.latents_and_skips(stage, t.steps.len());
         let mut input_ids = t.question.clone();
         if self.variant.markers() {

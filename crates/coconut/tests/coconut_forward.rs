@@ -18,9 +18,9 @@ fn model(device: &Device) -> Gpt2 {
 /// Three items of different lengths at stages 0, 1 and 3 (0, 1, 3 thoughts).
 fn batch(device: &Device) -> DeviceBatch {
     let items = [
-        Tokenized { question: vec![10, 11, 12], steps: vec![vec![20], vec![21], vec![22]], answer: vec![30, 0] },
-        Tokenized { question: vec![13, 14, 15, 16, 17], steps: vec![vec![23, 24], vec![25]], answer: vec![31, 0] },
-        Tokenized { question: vec![18, 19], steps: vec![vec![26], vec![27], vec![28], vec![29]], answer: vec![32, 33, 0] },
+        Tokenized { question: vec![10, 11, 12], steps: vec![vec![20], vec![21], vec![22]], answer: vec![30, 0], listing: false },
+        Tokenized { question: vec![13, 14, 15, 16, 17], steps: vec![vec![23, 24], vec![25]], answer: vec![31, 0], listing: false },
+        Tokenized { question: vec![18, 19], steps: vec![vec![26], vec![27], vec![28], vec![29]], answer: vec![32, 33, 0], listing: false },
     ];
     let c = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);

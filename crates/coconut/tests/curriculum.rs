@@ -12,7 +12,7 @@ const X: i64 = IGNORE;
 
 /// question [10, 11]; steps [20], [21, 22], [23]; answer [30, eos].
 fn item() -> Tokenized {
-    Tokenized { question: vec![10, 11], steps: vec![vec![20], vec![21, 22], vec![23]], answer: vec![30, 0] }
+    Tokenized { question: vec![10, 11], steps: vec![vec![20], vec![21, 22], vec![23]], answer: vec![30, 0], listing: false }
 }
 
 fn cur(variant: Variant, c: usize, pad: bool) -> Curriculum {
@@ -35,6 +35,17 @@ fn coconut_stages_replace_steps_by_thoughts() {
     assert_eq!(ex(&c1, 7).0, vec![10, 11, 1, 3, 3, 3, 3, 3, 3, 2, 30, 0]);
     // ... else one per step the item has.
     assert_eq!(ex(&cur(Variant::Coconut, 1, false), 7).0, vec![10, 11, 1, 3, 3, 3, 2, 30, 0]);
+}
+
+#[test]
+fn a_search_listing_trains_in_language_at_every_stage() {
+    let listing = Tokenized { listing: true, ..item() };
+    let mut c1 = cur(Variant::Coconut, 1, true);
+    c1.uniform_prob = 1.0;
+    for stage in [0, 3, 7] {
+        let e = c1.example(&listing, stage, IDS, &mut ChaCha8Rng::seed_from_u64(stage as u64));
+        assert_eq!((e.input_ids, e.labels), (vec![10, 11, 1, 2, 20, 21, 22, 23, 30, 0], vec![X, X, X, X, 20, 21, 22, 23, 30, 0]), "stage {stage}");
+    }
 }
 
 #[test]
@@ -148,7 +159,7 @@ fn tokenized_items_add_newlines_answer_marker_and_eos() {
 fn validation_asks_each_item_with_its_own_number_of_thoughts() {
     // Items with 2 and 5 steps at stage 3: the official evaluation gives min(stage, steps) thoughts
     // without padding to max (GSM8k), the stage's thoughts with it (ProsQA).
-    let with_steps = |n: usize| Tokenized { question: vec![10], steps: vec![vec![20]; n], answer: vec![30] };
+    let with_steps = |n: usize| Tokenized { question: vec![10], steps: vec![vec![20]; n], answer: vec![30], listing: false };
     let data = [with_steps(2), with_steps(5), with_steps(2)];
     let groups = coconut::train::thought_groups(&cur(Variant::Coconut, 1, false), 3, &data);
     assert_eq!(groups.into_iter().collect::<Vec<_>>(), vec![(2, vec![0, 2]), (3, vec![1])]);

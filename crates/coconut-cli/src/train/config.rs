@@ -136,6 +136,12 @@ pub struct DataSection {
     /// the answer. The curriculum's epoch 0 is the epoch after them.
     #[serde(default)]
     pub search_epochs: usize,
+    /// After the search stage, this share of each epoch's questions (drawn by `seed` and the epoch)
+    /// trains as its search listing instead (question, every fact reachable from the person
+    /// breadth-first, answer) at stage 0, in language, while the others follow the curriculum: the
+    /// lookup stays supervised, ~10–30 lookups a question, on the graphs the later epochs draw.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub search_share: f64,
     /// Batches of similar length (`coconut::train::epoch_batches_by_length`): each epoch's random
     /// order is cut into windows of this many batches, sorted by length within a window, and the
     /// batches shuffled, so a batch pads less and a step computes fewer padded positions.
@@ -147,6 +153,10 @@ pub struct DataSection {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` trains on `train_size` new
@@ -339,6 +349,17 @@ impl TrainConfig {
         }
         if self.run.init.is_none() {
             m.gpt2_config(1).validate().map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
+        }
+        if self.data.search_share != 0.0 {
+            if !(0.0..=1.0).contains(&self.data.search_share) {
+                bail!("data.search_share must be between 0 and 1");
+            }
+            if self.data.dataset != "prosqa" {
+                bail!("data.search_share needs generated ProsQA questions (dataset = \"prosqa\"): a listing is read off the question's graph");
+            }
+            if matches!(self.curriculum.variant, Variant::NoCot) {
+                bail!("data.search_share trains listings at stage 0, where variant no-cot has no steps");
+            }
         }
         if self.data.dataset != "files" && self.data.train_size == 0 {
             bail!("data.train_size must be at least 1 for a generated dataset");

@@ -37,7 +37,19 @@ impl DataPlan {
     /// Whether some epoch trains on other questions than the first split as it is.
     pub fn draws_new(&self) -> bool {
         let d = &self.section;
-        d.fresh_each_epoch || d.graph_warmup.is_some() || d.search_epochs > 0
+        d.fresh_each_epoch || d.graph_warmup.is_some() || d.search_epochs > 0 || d.search_share > 0.0
+    }
+
+    /// Which of an epoch's `n` questions train as search listings (`data.search_share`; none during
+    /// the search stage, whose questions all are). Deterministic in (`seed`, `epoch`).
+    pub fn listings(&self, epoch: usize, n: usize) -> Vec<bool> {
+        use rand::{Rng, SeedableRng};
+        let share = self.section.search_share;
+        if share <= 0.0 || epoch < self.section.search_epochs {
+            return vec![false; n];
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.section.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        (0..n).map(|_| rng.random::<f64>() < share).collect()
     }
 
     /// The questions of `epoch` when they are not the first split as it is (`None` when they are):
@@ -48,10 +60,17 @@ impl DataPlan {
             return Ok(None);
         }
         let fresh = fresh_train_items(&self.section, epoch, &self.never_train)?;
-        Ok(match (epoch < self.section.search_epochs, fresh) {
-            (true, items) => Some(search_items(items.as_deref().unwrap_or(&self.train), self.section.seed ^ epoch as u64)?),
-            (false, items) => items,
-        })
+        let seed = self.section.seed ^ epoch as u64;
+        if epoch < self.section.search_epochs {
+            return Ok(Some(search_items(fresh.as_deref().unwrap_or(&self.train), seed)?));
+        }
+        let listings = self.listings(epoch, fresh.as_ref().map_or(self.train.len(), Vec::len));
+        if !listings.contains(&true) {
+            return Ok(fresh);
+        }
+        let items = fresh.unwrap_or_else(|| self.train.clone());
+        let listed = search_items(&items, seed)?;
+        Ok(Some(items.into_iter().zip(listed).zip(listings).map(|((item, listing), is)| if is { listing } else { item }).collect()))
     }
 }
 
@@ -155,6 +174,7 @@ mod tests {
             fresh_each_epoch: true,
             graph_warmup: None,
             search_epochs: 0,
+            search_share: 0.0,
             length_window: 0,
         };
         let (first, val) = load_data(&d, &official()).unwrap();
@@ -187,6 +207,7 @@ mod tests {
             fresh_each_epoch: false,
             graph_warmup: Some(warmup.clone()),
             search_epochs: 0,
+            search_share: 0.0,
             length_window: 0,
         };
         let (_, val) = load_data(&d, &official()).unwrap();
@@ -210,6 +231,44 @@ mod tests {
         assert_eq!(held_small.gen_config(4), warmup.gen_config(2), "then grows over the remaining 4 epochs");
         let pronto = DataSection { dataset: "prontoqa".into(), ..d };
         assert!(fresh_train_items(&pronto, 0, &exclude).unwrap_err().to_string().contains("graph_warmup"));
+    }
+
+    #[test]
+    fn a_search_share_lists_that_share_of_each_epochs_questions() {
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 400,
+            val_size: 20,
+            seed: 3,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: true,
+            graph_warmup: None,
+            search_epochs: 1,
+            search_share: 0.25,
+            length_window: 0,
+        };
+        let plan = DataPlan::new(&d, &official()).unwrap();
+        let plain = DataPlan::new(&DataSection { search_share: 0.0, ..d.clone() }, &official()).unwrap();
+        assert!(!plan.listings(0, 400).contains(&true), "the search stage lists every question by itself");
+        let mask = plan.listings(2, 400);
+        assert_eq!(mask, plan.listings(2, 400), "deterministic in (seed, epoch)");
+        assert_ne!(mask, plan.listings(3, 400), "a new draw each epoch");
+        let listed = mask.iter().filter(|&&m| m).count();
+        assert!((70..=130).contains(&listed), "{listed} of 400 listed at a share of 0.25");
+        let (mixed, base) = (plan.epoch_items(2).unwrap().unwrap(), plain.epoch_items(2).unwrap().unwrap());
+        for ((m, b), is) in mixed.iter().zip(&base).zip(&mask) {
+            assert_eq!((&m.question, &m.answer), (&b.question, &b.answer), "the same questions");
+            if *is {
+                assert!(m.steps.len() > b.steps.len() && b.steps.iter().all(|s| m.steps.contains(s)), "a listing of every reachable fact");
+            } else {
+                assert_eq!(m, b, "the others as the curriculum has them");
+            }
+        }
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
+        cfg.data.search_share = 1.5;
+        assert!(cfg.validate().unwrap_err().to_string().contains("data.search_share"));
     }
 
     #[test]

@@ -90,7 +90,11 @@ pub fn train(args: &RunArgs, devices: Vec<Device>) -> Result<()> {
         trainer.begin_epoch(run.cfg.stage_of_epoch(epoch));
         if plan.draws_new() {
             drawn = plan.epoch_items(epoch)?.map(|items| tokenize_items(&items, &run.tok).map_err(anyhow::Error::msg)).transpose()?;
-            if let Some(data) = &drawn {
+            if let Some(data) = &mut drawn {
+                let listings = plan.listings(epoch, data.len());
+                for (t, listing) in data.iter_mut().zip(listings) {
+                    t.listing = listing;
+                }
                 check_fits(&run.cfg, &run.config, data, &val)?;
             }
         }
