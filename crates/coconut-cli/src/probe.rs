@@ -10,7 +10,7 @@ use coconut::probe::{latent_mass, latent_mass_table, latent_search, latent_searc
 
 #[derive(Subcommand)]
 pub enum ProbeCommand {
-    /// Teacher-forced log-probabilities of the language chain: copy (X in "Every X is a Y"), lookup
+    /// Teacher-forced log-probabilities of the language chain (after the latent markers when the checkpoint was trained with them, as its stage 0 reads it): copy (X in "Every X is a Y"), lookup
     /// (Y: the fact about X found in the question), answer; next to the uniform baseline; and where
     /// the first lookup's probability goes (X's children, the options, X, its parents, the rest).
     Lookup {
@@ -80,12 +80,17 @@ fn write_outputs(out: &Path, files: &[(&str, String)]) -> Result<()> {
 
 fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, device: &Device) -> Result<()> {
     let (ckpt, model, items) = load(checkpoint, data, n, device)?;
-    let p = lookup_probe(&model, &ckpt.tokenizer, &items, ckpt.config.n_positions, device)
+    // The chain as the model was trained to read it: after the latent markers for a Coconut-style
+    // method (its stage 0), right after the question for CoT and the other marker-free methods.
+    let (method, _, _) = ckpt.asked_as(None, None);
+    let markers = coconut::curriculum::Variant::parse(&method).map_err(anyhow::Error::msg)?.markers();
+    let p = lookup_probe(&model, &ckpt.tokenizer, &items, ckpt.config.n_positions, markers, device)
         .map_err(anyhow::Error::msg)
         .with_context(|| data.display().to_string())?;
     eprintln!(
-        "{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
+        "{}{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
         checkpoint.display(),
+        if markers { " (chain after the latent markers)" } else { "" },
         p.copy.mean_logprob,
         p.lookup.mean_logprob,
         p.answer.mean_logprob,

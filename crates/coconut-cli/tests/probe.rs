@@ -28,6 +28,22 @@ fn the_lookup_probe_matches_the_scripts_figures() {
 }
 
 #[test]
+fn a_coconut_checkpoint_reads_the_chain_after_its_latent_markers() {
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let probe = |ckpt: &str| -> serde_json::Value {
+        let ckpt = root().join(ckpt);
+        serde_json::from_slice(&coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5"]).stdout).unwrap()
+    };
+    let (coconut, cot) = (probe("tests/fixtures/prosqa-coconut-earlier"), probe("static/models/prosqa-cot"));
+    assert_eq!((coconut["markers"].as_bool(), cot["markers"].as_bool()), (Some(true), Some(false)));
+    // The markers move no concept: the same copy, lookup and answer tokens are scored.
+    for kind in ["copy", "lookup", "answer"] {
+        assert_eq!(coconut[kind]["tokens"], cot[kind]["tokens"], "{kind} tokens");
+    }
+    assert_eq!(coconut["first_lookup"]["questions"], cot["first_lookup"]["questions"]);
+}
+
+#[test]
 fn the_first_lookup_distribution_matches_the_scripts_figures() {
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
     let ckpt = root().join("static/models/prosqa-cot");

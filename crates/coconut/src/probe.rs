@@ -47,6 +47,22 @@ pub struct LookupProbe {
     /// Mean −ln(#concepts of the question's graph).
     pub uniform_logprob: f64,
     pub first_lookup: LookupDistribution,
+    /// The chain followed the latent markers (`<|start-latent|><|end-latent|>` after the question:
+    /// stage 0 of a variant that has them), as the model was trained to read it.
+    pub markers: bool,
+}
+
+/// Token ids of `question` + "\n", the two latent markers when `markers`, then `rest`.
+fn chain_ids(tok: &CoconutTokenizer, question: &str, rest: &str, markers: bool) -> Result<(Vec<u32>, usize), String> {
+    if !markers {
+        let q_len = tok.encode(&format!("{question}\n")).map_err(|e| e.to_string())?.len();
+        return Ok((tok.encode(&format!("{question}\n{rest}")).map_err(|e| e.to_string())?, q_len));
+    }
+    let mut ids = tok.encode(&format!("{question}\n")).map_err(|e| e.to_string())?;
+    ids.extend([tok.special.start_latent, tok.special.end_latent]);
+    let q_len = ids.len();
+    ids.extend(tok.encode(rest).map_err(|e| e.to_string())?);
+    Ok((ids, q_len))
 }
 
 /// The kinds of concept at a lookup "Every X is a ?", by relation to X.
@@ -68,13 +84,19 @@ fn mean(v: &[f64]) -> MeanLogprob {
 
 /// The lookup probe over `items` (ProsQA items with their graphs; a word-level tokenizer, whose
 /// tokens are the words the rules below look for).
-pub fn lookup_probe(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], n_positions: usize, device: &Device) -> Result<LookupProbe, String> {
+pub fn lookup_probe(
+    model: &Gpt2,
+    tok: &CoconutTokenizer,
+    items: &[Item],
+    n_positions: usize,
+    markers: bool,
+    device: &Device,
+) -> Result<LookupProbe, String> {
     let (mut copy, mut lookup, mut answer, mut uniform) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, it) in items.iter().enumerate() {
-        let text = format!("{}\n{}\n### {}", it.question, it.steps.join("\n"), it.answer);
-        let ids = tok.encode(&text).map_err(|e| format!("question #{i}: {e}"))?;
+        let rest = format!("{}\n### {}", it.steps.join("\n"), it.answer);
+        let (ids, q_len) = chain_ids(tok, &it.question, &rest, markers).map_err(|e| format!("question #{i}: {e}"))?;
         crate::generate::check_positions(ids.len(), 0, n_positions).map_err(|e| format!("question #{i}: {e}"))?;
-        let q_len = tok.encode(&format!("{}\n", it.question)).map_err(|e| e.to_string())?.len();
         let lp: Vec<f64> = token_logprobs(model, &ids, device)?.into_iter().map(f64::from).collect();
         let words: Vec<String> = ids.iter().map(|&id| tok.token(id).unwrap_or_default()).collect();
         // lp[j] = log p(words[j + 1] | words[..= j])
@@ -103,13 +125,14 @@ pub fn lookup_probe(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], n_posi
         lookup: mean(&lookup),
         answer: mean(&answer),
         uniform_logprob: mean(&uniform).mean_logprob,
-        first_lookup: first_lookup(model, tok, items, device)?,
+        first_lookup: first_lookup(model, tok, items, markers, device)?,
+        markers,
     })
 }
 
 /// The first-lookup distribution over `items` (one forward pass a question: every concept is one
 /// word of the word-level vocabulary, scored as the next token after "Every X is a").
-fn first_lookup(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], device: &Device) -> Result<LookupDistribution, String> {
+fn first_lookup(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], markers: bool, device: &Device) -> Result<LookupDistribution, String> {
     let mut d = LookupDistribution::default();
     for kind in LOOKUP_KINDS {
         d.mass.insert(kind.into(), 0.0);
@@ -128,8 +151,8 @@ fn first_lookup(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], device: &D
             _ if edges.contains(&[j, x]) => "parent",
             _ => "other",
         };
-        let prefix: String = it.steps[..first].iter().fold(format!("{}\n", it.question), |p, s| p + s + "\n") + &format!("Every {} is a ", names[x]);
-        let prefix_ids = tok.encode(&prefix).map_err(|e| format!("question #{i}: {e}"))?;
+        let prefix: String = it.steps[..first].iter().fold(String::new(), |p, s| p + s + "\n") + &format!("Every {} is a ", names[x]);
+        let (prefix_ids, _) = chain_ids(tok, &it.question, &prefix, markers).map_err(|e| format!("question #{i}: {e}"))?;
         let (logits, _) = model.forward_ids(Tensor::<1, Int>::from_data(TensorData::new(prefix_ids.iter().map(|&t| t as i64).collect(), [prefix_ids.len()]), device).unsqueeze());
         let vocab = logits.dims()[2];
         let next: Vec<f32> = burn::tensor::activation::log_softmax(logits.narrow(1, prefix_ids.len() - 1, 1).reshape([vocab]), 0)
@@ -138,7 +161,7 @@ fn first_lookup(model: &Gpt2, tok: &CoconutTokenizer, items: &[Item], device: &D
             .map_err(|e| format!("{e:?}"))?;
         let concepts: Vec<usize> = (0..names.len()).filter(|&j| !names[j].starts_with(char::is_uppercase)).collect();
         for &j in &concepts {
-            let ids = tok.encode(&(prefix.clone() + &names[j])).map_err(|e| format!("question #{i}: {e}"))?;
+            let (ids, _) = chain_ids(tok, &it.question, &(prefix.clone() + &names[j]), markers).map_err(|e| format!("question #{i}: {e}"))?;
             let lp = match ids.strip_prefix(prefix_ids.as_slice()) {
                 Some([id]) => next[*id as usize],
                 _ => *token_logprobs(model, &ids, device)?.last().unwrap_or(&f32::NEG_INFINITY),
