@@ -315,7 +315,7 @@ pub fn optimizer_step_multi(
 /// by one node a worker a step, and every backward's orphan sweep walks it (a 2-worker run slowed
 /// from ~300 to ~50 samples/s over a day). An untracked copy (`set_require_grad(false)`; `detach`
 /// would keep the tensor tracked) moves without a record.
-pub fn replica(model: Gpt2, device: &Device) -> Gpt2 {
+fn replica(model: Gpt2, device: &Device) -> Gpt2 {
     struct Replica<'a>(&'a Device);
     impl burn::module::ModuleMapper for Replica<'_> {
         fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {

@@ -69,8 +69,8 @@ impl DataPlan {
             return Ok(fresh);
         }
         let items = fresh.unwrap_or_else(|| self.train.clone());
-        let listed = search_items(&items, seed)?;
-        Ok(Some(items.into_iter().zip(listed).zip(listings).map(|((item, listing), is)| if is { listing } else { item }).collect()))
+        let mixed = items.into_iter().zip(listings).enumerate().map(|(i, (item, is))| if is { search_item(&item, seed, i) } else { Ok(item) });
+        Ok(Some(mixed.collect::<Result<_>>()?))
     }
 }
 
@@ -139,15 +139,14 @@ fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -
 /// The search stage's items: each question's steps replaced by every fact reachable from its
 /// person, breadth-first (`prosqa::breadth_first_steps`, seeded by `seed` and the item's index).
 fn search_items(items: &[Item], seed: u64) -> Result<Vec<Item>> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let steps = prosqa::breadth_first_steps(item, seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                .context("data.search_epochs needs ProsQA questions with their graphs")?;
-            Ok(Item { steps, ..item.clone() })
-        })
-        .collect()
+    items.iter().enumerate().map(|(i, item)| search_item(item, seed, i)).collect()
+}
+
+/// The search listing of `item`, the `i`-th question of its epoch.
+fn search_item(item: &Item, seed: u64, i: usize) -> Result<Item> {
+    let steps = prosqa::breadth_first_steps(item, seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .context("data.search_epochs needs ProsQA questions with their graphs")?;
+    Ok(Item { steps, ..item.clone() })
 }
 
 
