@@ -54,7 +54,7 @@ fn training_on_wgpu_lowers_the_loss_stops_on_its_time_budget_and_resumes() {
 fn the_gpu_script_dry_run_benches_and_resumes_the_run_on_the_cpu() {
     let dir = fresh_dir("gpu-run");
     let config = dir.join("short.toml");
-    std::fs::write(&config, SHORT.replace("EPOCHS", "1000")).unwrap();
+    std::fs::write(&config, SHORT.replace("EPOCHS", "1000000")).unwrap();
     let run = dir.join("run");
     coconut_ok(&["--devices", "1", "train", "--config", s(&config), "--out", s(&run), "--time-budget", "1"]);
     let packed = step(&run);
