@@ -5,6 +5,7 @@
 //!                                                      head's q, k are rotated by their position)
 //! for each block:
 //!     x = x + attn(ln_1(x))                            causal self-attention, KV cache
+//!                                                      (length-scaled: each query times s_h·ln(p+1))
 //!     x = x + mlp(ln_2(x))                             c_fc -> gelu(tanh) -> c_proj
 //! h  = ln_f(x)                                         the "last hidden state"
 //! logits = h · wteᵀ                                    LM head tied to the token embedding
@@ -48,7 +49,16 @@ pub struct Gpt2Config {
     /// rotary, its `rotary_pct`), the first `rotary_dims`; the others are left as they are, so a
     /// query and a key can match on content at any distance. `None`: all of them (Su et al.).
     pub rotary_dims: Option<usize>,
+    /// Scalable-Softmax (Nakanishi 2025): each head's query at position `p` is multiplied by
+    /// `s_h·ln(p + 1)`, `s_h` learned, so the attention logits grow with the log of the number of
+    /// keys `p + 1` a query sees. Plain softmax flattens as keys are added; this keeps a peak that is
+    /// sharp over 60 keys sharp over 250 (what a lookup learned on small questions needs on long ones).
+    #[config(default = false)]
+    pub length_scaled_attention: bool,
 }
+
+/// `s_h` at initialisation: `s·ln(p + 1) = 1` at `p + 1 = 64` keys, plain attention there.
+pub const LENGTH_SCALE_INIT: f64 = 0.240_449_173_5; // 1 / ln 64
 
 /// How token positions enter the model.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -99,7 +109,8 @@ impl Gpt2Config {
         let (d, f) = (self.n_embd, self.n_inner);
         let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
         let positions = if self.position == Position::Learned { self.n_positions * d } else { 0 };
-        self.vocab_size * d + positions + self.n_layer * block + 2 * d
+        let length_scale = if self.length_scaled_attention { self.n_head } else { 0 };
+        self.vocab_size * d + positions + self.n_layer * (block + length_scale) + 2 * d
     }
 
     /// Builds a randomly initialised model with GPT-2's initialisation.
@@ -120,6 +131,9 @@ impl Gpt2Config {
                 attn: Attention {
                     c_attn: linear(self.n_embd, 3 * self.n_embd, std),
                     c_proj: linear(self.n_embd, self.n_embd, proj_std),
+                    length_scale: self
+                        .length_scaled_attention
+                        .then(|| Initializer::Constant { value: LENGTH_SCALE_INIT }.init([self.n_head], device)),
                     n_head: self.n_head,
                 },
                 ln_2: ln(),
@@ -176,6 +190,8 @@ pub struct Attention {
     /// Fused q, k, v projection `[d, 3d]`.
     pub c_attn: Linear,
     pub c_proj: Linear,
+    /// Scalable-Softmax's `s_h` per head `[n_head]` (`Gpt2Config::length_scaled_attention`).
+    pub length_scale: Option<Param<Tensor<1>>>,
     pub n_head: usize,
 }
 
@@ -259,6 +275,8 @@ impl Gpt2 {
         let past = cache.as_ref().map(KvCache::len).unwrap_or(0);
         let mask = attention_mask(key_mask, batch, past, len, &embeds.device());
 
+        // ln(p + 1) per query `[batch, 1, len, 1]`, for length-scaled attention.
+        let log_keys = self.h.iter().any(|b| b.attn.length_scale.is_some()).then(|| (positions.clone().float() + 1.0).log().reshape([batch, 1, len, 1]));
         let (x, rotary) = match self.position {
             Position::Learned => (embeds + embedding(self.wpe.val(), positions), None),
             Position::Rope => (embeds, Some(Rotary::new(positions, self.rotary_dims))),
@@ -268,7 +286,7 @@ impl Gpt2 {
         let mut past_layers = cache.map(|c| c.layers.into_iter());
         for block in &self.h {
             let past_kv = past_layers.as_mut().and_then(|it| it.next());
-            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref(), self.layer_norm_epsilon);
+            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref(), log_keys.as_ref(), self.layer_norm_epsilon);
             x = y;
             layers.push(kv);
         }
@@ -306,9 +324,10 @@ impl Block {
         past: Option<(Tensor<4>, Tensor<4>)>,
         mask: Tensor<4, Bool>,
         rotary: Option<&Rotary>,
+        log_keys: Option<&Tensor<4>>,
         eps: f64,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let (a, kv) = self.attn.forward(norm(&self.ln_1, x.clone(), eps), past, mask, rotary);
+        let (a, kv) = self.attn.forward(norm(&self.ln_1, x.clone(), eps), past, mask, rotary, log_keys);
         let x = x + self.dropout.forward(a);
         let m = self.mlp.forward(norm(&self.ln_2, x.clone(), eps));
         (x + self.dropout.forward(m), kv)
@@ -316,18 +335,24 @@ impl Block {
 }
 
 impl Attention {
-    /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys.
+    /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys; length-scaled, the
+    /// query at position p is first multiplied by s_h·ln(p + 1) (`log_keys`: ln(p + 1)).
     fn forward(
         &self,
         x: Tensor<3>,
         past: Option<(Tensor<4>, Tensor<4>)>,
         mask: Tensor<4, Bool>,
         rotary: Option<&Rotary>,
+        log_keys: Option<&Tensor<4>>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [batch, len, d] = x.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
         let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
         let (q, k, v) = (heads(qkv.next().unwrap()), heads(qkv.next().unwrap()), heads(qkv.next().unwrap()));
+        let q = match (&self.length_scale, log_keys) {
+            (Some(s), Some(log_keys)) => q * (s.val().reshape([1, self.n_head, 1, 1]) * log_keys.clone()),
+            _ => q,
+        };
         // Keys are cached rotated: a key's angle depends on its own position only.
         let (q, k) = match rotary {
             Some(r) => (r.rotate(q), r.rotate(k)),
@@ -471,10 +496,68 @@ mod tests {
     }
 
     #[test]
+    fn length_scaled_attention_matches_a_hand_computed_softmax() {
+        // One attention layer, 2 heads of 2 features, s = (0.5, 1.5): the query at position p is
+        // multiplied by s_h·ln(p + 1) before softmax(q·kᵀ/√2)·v, computed here with plain loops.
+        let device = Device::flex();
+        device.seed(9);
+        let config = Gpt2Config { dropout: 0.0, length_scaled_attention: true, ..Gpt2Config::small(10, 1, 4, 2) };
+        assert_eq!(config.num_params(), Gpt2Config { length_scaled_attention: false, ..config.clone() }.num_params() + 2);
+        let mut model = config.init(&device);
+        let mut attn = model.h.remove(0).attn;
+        let init: Vec<f32> = attn.length_scale.as_ref().unwrap().val().into_data().try_to_vec().unwrap();
+        assert!(init.iter().all(|&s| (s as f64 - LENGTH_SCALE_INIT).abs() < 1e-6 && (s as f64 * 64f64.ln() - 1.0).abs() < 1e-6), "{init:?}");
+        attn.length_scale = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, 1.5], [2]), &device)));
+        let (len, d) = (5, 4);
+        let xs: Vec<f32> = (0..len * d).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let x = Tensor::<3>::from_data(TensorData::new(xs.clone(), [1, len, d]), &device);
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).unsqueeze::<2>();
+        let log_keys = (positions.float() + 1.0).log().reshape([1, 1, len, 1]);
+        let mask = attention_mask(None, 1, 0, len, &device);
+        let (y, _) = attn.forward(x, None, mask, None, Some(&log_keys));
+        let got: Vec<f32> = y.into_data().try_to_vec().unwrap();
+
+        let weights = |l: &Linear| -> (Vec<f32>, Vec<f32>) {
+            (l.weight.val().into_data().try_to_vec().unwrap(), l.bias.as_ref().unwrap().val().into_data().try_to_vec().unwrap())
+        };
+        let linear = |(w, b): &(Vec<f32>, Vec<f32>), x: &[f32], d_out: usize| -> Vec<f32> {
+            (0..d_out).map(|o| b[o] + x.iter().enumerate().map(|(i, xi)| xi * w[i * d_out + o]).sum::<f32>()).collect()
+        };
+        let (c_attn, c_proj) = (weights(&attn.c_attn), weights(&attn.c_proj));
+        let qkv: Vec<Vec<f32>> = (0..len).map(|t| linear(&c_attn, &xs[t * d..(t + 1) * d], 3 * d)).collect();
+        let s = [0.5f32, 1.5];
+        let mut want = Vec::new();
+        for t in 0..len {
+            let mut heads = vec![0f32; d];
+            for h in 0..2 {
+                let q: Vec<f32> = (0..2).map(|f| qkv[t][h * 2 + f] * s[h] * ((t + 1) as f32).ln()).collect();
+                let scores: Vec<f32> = (0..=t).map(|j| (0..2).map(|f| q[f] * qkv[j][d + h * 2 + f]).sum::<f32>() / 2f32.sqrt()).collect();
+                let max = scores.iter().cloned().fold(f32::MIN, f32::max);
+                let z: f32 = scores.iter().map(|v| (v - max).exp()).sum();
+                for (j, sc) in scores.iter().enumerate() {
+                    for f in 0..2 {
+                        heads[h * 2 + f] += (sc - max).exp() / z * qkv[j][2 * d + h * 2 + f];
+                    }
+                }
+            }
+            want.extend(linear(&c_proj, &heads, d));
+        }
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
     fn rotary_kv_cache_gives_the_full_pass_values() {
+        for length_scaled_attention in [false, true] {
+            kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, length_scaled_attention, ..Gpt2Config::small(40, 2, 32, 4) });
+        }
+    }
+
+    fn kv_cache_gives_the_full_pass_values(config: Gpt2Config) {
         let device = Device::flex();
         device.seed(4);
-        let model = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 2, 32, 4) }.init(&device);
+        let model = config.init(&device);
         let ids: Vec<i64> = (0..10).map(|i| (i * 7 % 40) as i64).collect();
         let full = hidden(&model, &ids, 0, &device);
         let tensor = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [1, v.len()]), &device);

@@ -90,6 +90,7 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f6
                     b.attn.c_attn = widen_linear(b.attn.c_attn, k, 3, 1.0, noise);
                     b.attn.c_proj = widen_linear(b.attn.c_proj, k, 1, residual, noise);
                     b.attn.n_head *= k;
+                    b.attn.length_scale = b.attn.length_scale.map(|s| leaf(s.val().repeat_dim(0, k)));
                 }
                 Heads::Wider => {
                     b.attn.c_attn = widen_heads_qkv(b.attn.c_attn, k, n_head, noise);

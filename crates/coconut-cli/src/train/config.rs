@@ -54,6 +54,10 @@ pub struct ModelSection {
     /// rotary); the rest match on content at any distance. Unset: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotary_dims: Option<usize>,
+    /// Scalable-Softmax: each head's query at position p scaled by a learned s_h·ln(p + 1), so
+    /// attention stays as sharp over a long question as over a short one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub length_scaled_attention: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -92,6 +96,7 @@ impl ModelSection {
             dropout: self.dropout,
             position: self.position(),
             rotary_dims: self.rotary_dims,
+            length_scaled_attention: self.length_scaled_attention,
             ..coconut::Gpt2Config::small(vocab_size, self.n_layer, self.n_embd, self.n_head)
         }
     }
@@ -107,6 +112,7 @@ impl ModelSection {
         offset_heads: Vec::new(),
         position: PositionKind::Learned,
         rotary_dims: None,
+        length_scaled_attention: false,
     };
 }
 
