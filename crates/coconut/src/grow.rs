@@ -24,6 +24,11 @@
 //! d_head features are rotated (`rotary_dims`, at the old angles); the new ones match on content at
 //! any distance, and start with a zero query (their key is a copy, so the query gets gradients).
 //! The output projection reads the k value copies through its old rows divided by k.
+//!
+//! Length-scaled ([`length_scaled`]): every head's query at position p is multiplied by
+//! s_h·ln(p + 1) with s_h = 1/ln(n): the same attention as before for the query that sees n keys,
+//! sharper after it, flatter before it. Not the same function everywhere, the only graft here that
+//! is not: it starts a plain model's training with Scalable-Softmax's learned scales.
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
@@ -48,6 +53,18 @@ pub fn deeper(mut model: Gpt2, config: &Gpt2Config, extra: usize) -> (Gpt2, Gpt2
         model.h.push(block);
     }
     (model, grown)
+}
+
+/// Gives every attention layer Scalable-Softmax's per-head scale `s_h = 1/ln(keys)`, so the model
+/// attends as before at the query that sees `keys` keys (`Gpt2Config::length_scaled_attention`).
+pub fn length_scaled(mut model: Gpt2, config: &Gpt2Config, keys: usize) -> (Gpt2, Gpt2Config) {
+    assert!(keys >= 2, "the length-scale graft needs a reference of at least 2 keys");
+    let device = model.device();
+    for block in &mut model.h {
+        let s = Tensor::<1>::ones([block.attn.n_head], &device) / (keys as f32).ln();
+        block.attn.length_scale = Some(Param::from_tensor(s));
+    }
+    (model, Gpt2Config { length_scaled_attention: true, ..config.clone() })
 }
 
 /// How attention grows with the width.
@@ -245,5 +262,28 @@ mod tests {
         let w = wide.h[0].mlp.c_fc.weight.val();
         let copies = max_diff(w.clone().narrow(1, 0, 64).unsqueeze(), w.narrow(1, 64, 64).unsqueeze());
         assert!(copies > 1e-4 && copies < 1e-2, "the two copies of the MLP's units differ by {copies}");
+    }
+
+    #[test]
+    fn a_length_scaled_graft_attends_as_before_at_its_reference_length() {
+        let device = Device::flex();
+        device.seed(12);
+        // One layer: the last position's hidden state depends on its own query only (a second layer
+        // would read the earlier positions' first-layer outputs, whose queries the graft changes).
+        let config = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 1, 32, 4) };
+        let plain = config.init(&device);
+        let ids: Vec<i64> = (0..12).map(|i| (i * 7 % 40) as i64).collect();
+        let last = |m: &Gpt2| {
+            let (_, h) = m.forward_ids(Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, ids.len()]), &device));
+            h.narrow(1, ids.len() - 1, 1).into_data().try_to_vec::<f32>().unwrap()
+        };
+        let before = last(&plain);
+        let (graft, grown) = length_scaled(plain.clone(), &config, ids.len());
+        assert!(grown.length_scaled_attention && grown.num_params() == config.num_params() + 4);
+        let diff = before.iter().zip(last(&graft)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "the query that sees 12 keys moved by {diff}");
+        let (other, _) = length_scaled(plain, &config, 3);
+        let diff = before.iter().zip(last(&other)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff > 1e-4, "a graft at another length changes that query ({diff})");
     }
 }

@@ -234,6 +234,10 @@ pub struct RunSection {
     /// features that match at any distance).
     #[serde(default, skip_serializing_if = "GrowHeads::is_more")]
     pub grow_heads: GrowHeads,
+    /// With `init`: length-scaled attention grafted onto the init's model (`coconut::grow::length_scaled`),
+    /// equal to its plain attention for the query that sees this many keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graft_length_scale: Option<usize>,
     #[serde(default = "default_max_new_tokens")]
     pub eval_max_new_tokens: usize,
     #[serde(default = "default_eval_batch")]
@@ -319,10 +323,14 @@ impl TrainConfig {
                 "run.init = \"{init}\" points into runs/, which is not kept with the repository: use a committed checkpoint (checkpoints/) or hf:DIR"
             );
         }
-        let checks: [(bool, &str); 14] = [
+        let checks: [(bool, &str); 15] = [
             (
                 r.grow_width >= 1 && (r.init.is_some() || (r.grow_layers == 0 && r.grow_width == 1)),
                 "run.grow_layers and run.grow_width grow the model of run.init (and run.grow_width must be at least 1)",
+            ),
+            (
+                r.graft_length_scale.is_none_or(|n| n >= 2 && r.init.is_some()),
+                "run.graft_length_scale grafts length-scaled attention onto the model of run.init, at 2 keys or more",
             ),
             (o.batch_size >= 1, "optim.batch_size must be at least 1"),
             (o.grad_accum >= 1, "optim.grad_accum must be at least 1"),

@@ -63,6 +63,11 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             device.seed(cfg.run.seed);
             let (model, config) = grow::wider(model, &config, cfg.run.grow_width, cfg.run.grow_heads.heads(), GROW_NOISE);
             let (model, config) = grow::deeper(model, &config, cfg.run.grow_layers);
+            let (model, config) = match cfg.run.graft_length_scale {
+                Some(_) if config.length_scaled_attention => bail!("run.graft_length_scale: the model of run.init already has length-scaled attention"),
+                Some(keys) => grow::length_scaled(model, &config, keys),
+                None => (model, config),
+            };
             Ok((config, model, tok))
         }
     }
