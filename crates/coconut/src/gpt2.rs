@@ -2,7 +2,8 @@
 //!
 //! x  = wte[ids] + wpe[positions]                       (or caller-given input embeddings + wpe)
 //!                                                      (rotary positions: x = wte[ids], and each
-//!                                                      head's q, k are rotated by their position)
+//!                                                      head's q, k are rotated by their position,
+//!                                                      except in `nope_layers`)
 //! for each block:
 //!     x = x + attn(ln_1(x))                            causal self-attention, KV cache
 //!                                                      (length-scaled: each query times s_h·ln(p+1))
@@ -55,6 +56,12 @@ pub struct Gpt2Config {
     /// sharp over 60 keys sharp over 250 (what a lookup learned on small questions needs on long ones).
     #[config(default = false)]
     pub length_scaled_attention: bool,
+    /// Rotary positions only: the layers (0-based) whose attention is not rotated (NoPE, Kazemnejad
+    /// et al. 2023): queries and keys match on content alone at any distance, position known only
+    /// through the causal mask and the rotary layers below. A lookup by content in such a layer reads
+    /// the same on a 60-token question as on a 250-token one.
+    #[config(default = "Vec::new()")]
+    pub nope_layers: Vec<usize>,
 }
 
 /// `s_h` at initialisation: `s·ln(p + 1) = 1` at `p + 1 = 64` keys, plain attention there.
@@ -93,6 +100,12 @@ impl Gpt2Config {
         }
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 || self.n_inner == 0 {
             return Err("vocab_size, n_positions, n_layer and n_inner must be positive".into());
+        }
+        if let Some(&l) = self.nope_layers.iter().find(|&&l| l >= self.n_layer) {
+            return Err(format!("nope_layers names layer {l}, but the model has {} (0-based)", self.n_layer));
+        }
+        if !self.nope_layers.is_empty() && self.position != Position::Rope {
+            return Err("nope_layers needs rotary positions (position = Rope)".into());
         }
         if let Some(r) = self.rotary_dims {
             if self.position != Position::Rope {
@@ -152,6 +165,7 @@ impl Gpt2Config {
             dropout: DropoutConfig::new(self.dropout).init(),
             position: self.position,
             rotary_dims: self.rotary_dims.unwrap_or(self.head_dim()),
+            nope_layers: self.nope_layers.clone(),
             layer_norm_epsilon: self.layer_norm_epsilon,
         }
     }
@@ -171,6 +185,9 @@ pub struct Gpt2 {
     /// Rotary positions: the features of each head that are rotated (the first ones).
     #[module(skip)]
     pub rotary_dims: usize,
+    /// Rotary positions: the layers whose attention is not rotated (`Gpt2Config::nope_layers`).
+    #[module(skip)]
+    pub nope_layers: Vec<usize>,
     /// ε of every layer norm (GPT-2: 1e-5).
     #[module(skip)]
     pub layer_norm_epsilon: f64,
@@ -284,9 +301,10 @@ impl Gpt2 {
         let mut x = self.dropout.forward(x);
         let mut layers = Vec::with_capacity(self.h.len());
         let mut past_layers = cache.map(|c| c.layers.into_iter());
-        for block in &self.h {
+        for (i, block) in self.h.iter().enumerate() {
             let past_kv = past_layers.as_mut().and_then(|it| it.next());
-            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary.as_ref(), log_keys.as_ref(), self.layer_norm_epsilon);
+            let rotary = rotary.as_ref().filter(|_| !self.nope_layers.contains(&i));
+            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary, log_keys.as_ref(), self.layer_norm_epsilon);
             x = y;
             layers.push(kv);
         }
@@ -548,10 +566,34 @@ mod tests {
     }
 
     #[test]
+    fn a_nope_layer_reads_the_earlier_tokens_as_a_set() {
+        // One layer without rotation: the last position's hidden state is a softmax-weighted sum over
+        // the earlier tokens, so swapping two of them changes nothing; a rotary layer sees the swap.
+        let device = Device::flex();
+        device.seed(5);
+        let rope = Gpt2Config { dropout: 0.0, position: Position::Rope, ..Gpt2Config::small(40, 1, 32, 4) };
+        let nope = Gpt2Config { nope_layers: vec![0], ..rope.clone() };
+        assert!(Gpt2Config { nope_layers: vec![1], ..rope.clone() }.validate().is_err(), "layer 1 of a 1-layer model");
+        assert!(Gpt2Config { position: Position::Learned, ..nope.clone() }.validate().is_err(), "nope_layers without rotary positions");
+        let (a, b) = ([3i64, 7, 1, 9, 4], [1i64, 7, 3, 9, 4]);
+        let last = |m: &Gpt2, ids: &[i64]| hidden(m, ids, 0, &device)[4 * 32..].to_vec();
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        device.seed(5);
+        let nope_model = nope.init(&device);
+        let swapped = max_diff(&last(&nope_model, &a), &last(&nope_model, &b));
+        assert!(swapped < 1e-5, "NoPE: swapping two earlier tokens moved the last hidden state by {swapped}");
+        let mut rope_model = nope_model.clone();
+        rope_model.nope_layers.clear();
+        let swapped = max_diff(&last(&rope_model, &a), &last(&rope_model, &b));
+        assert!(swapped > 1e-4, "rotary: the same weights see the swap ({swapped})");
+    }
+
+    #[test]
     fn rotary_kv_cache_gives_the_full_pass_values() {
         for length_scaled_attention in [false, true] {
             kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, length_scaled_attention, ..Gpt2Config::small(40, 2, 32, 4) });
         }
+        kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, nope_layers: vec![1], ..Gpt2Config::small(40, 2, 32, 4) });
     }
 
     fn kv_cache_gives_the_full_pass_values(config: Gpt2Config) {

@@ -96,7 +96,7 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f6
     };
     let grown = Gpt2Config { n_embd: k * config.n_embd, n_inner: k * config.n_inner, layer_norm_epsilon, ..grown };
     let residual = 1.0 / (k as f32).sqrt();
-    let Gpt2 { wte, wpe, h, ln_f, dropout, position, .. } = model;
+    let Gpt2 { wte, wpe, h, ln_f, dropout, position, nope_layers, .. } = model;
     let rotary_dims = grown.rotary_dims.unwrap_or(grown.head_dim());
     let h = h
         .into_iter()
@@ -121,7 +121,7 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f6
         })
         .collect();
     let embedding = |p: Param<Tensor<2>>| leaf(p.val().repeat_dim(1, k) * residual);
-    let model = Gpt2 { wte: embedding(wte), wpe: embedding(wpe), h, ln_f: widen_norm(ln_f, k, residual), dropout, position, rotary_dims, layer_norm_epsilon };
+    let model = Gpt2 { wte: embedding(wte), wpe: embedding(wpe), h, ln_f: widen_norm(ln_f, k, residual), dropout, position, rotary_dims, nope_layers, layer_norm_epsilon };
     (model, grown)
 }
 

@@ -58,6 +58,10 @@ pub struct ModelSection {
     /// attention stays as sharp over a long question as over a short one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub length_scaled_attention: bool,
+    /// Rotary positions only: layers (0-based) without rotation (NoPE), whose attention matches on
+    /// content at any distance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nope_layers: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -97,6 +101,7 @@ impl ModelSection {
             position: self.position(),
             rotary_dims: self.rotary_dims,
             length_scaled_attention: self.length_scaled_attention,
+            nope_layers: self.nope_layers.clone(),
             ..coconut::Gpt2Config::small(vocab_size, self.n_layer, self.n_embd, self.n_head)
         }
     }
@@ -113,6 +118,7 @@ impl ModelSection {
         position: PositionKind::Learned,
         rotary_dims: None,
         length_scaled_attention: false,
+        nope_layers: Vec::new(),
     };
 }
 
