@@ -65,6 +65,32 @@ fn generator_is_deterministic_valid_and_disjoint_from_official_sets() {
 }
 
 #[test]
+fn equal_option_parents_leaves_the_mention_count_nothing_to_tell() {
+    // Counted here from the question text: how many facts name each option ("... is a OPTION.").
+    let named = |q: &str, option: &str| q.matches(&format!(" is a {option}.")).count();
+    let options = |q: &str| {
+        let tail = q.rsplit_once("? ").map_or(q, |(_, t)| t);
+        let ask = tail.rsplit_once(" a ").unwrap().1.trim_end_matches('?').to_string();
+        let (a, b) = ask.split_once(" or ").unwrap();
+        (a.to_string(), b.to_string())
+    };
+    let natural = prosqa::generate(400, 8, &GenConfig::default(), &HashSet::new()).unwrap();
+    let differ = natural.iter().filter(|i| {
+        let (a, b) = options(&i.question);
+        named(&i.question, &a) != named(&i.question, &b)
+    });
+    assert!(differ.count() > 150, "in the official distribution the counts usually differ");
+    let cfg = GenConfig { equal_option_parents: true, ..GenConfig::default() };
+    let equal = prosqa::generate(400, 8, &cfg, &HashSet::new()).unwrap();
+    assert_eq!(equal, prosqa::generate(400, 8, &cfg, &HashSet::new()).unwrap(), "deterministic in the seed");
+    for item in &equal {
+        let (a, b) = options(&item.question);
+        assert!(named(&item.question, &a) >= 1 && named(&item.question, &a) == named(&item.question, &b), "{}", item.question);
+        prosqa::validate(item).unwrap();
+    }
+}
+
+#[test]
 fn generated_statistics_meet_the_goal_against_the_official_sets() {
     let mut official_items = parse_items(&official("prosqa_valid.json")).unwrap();
     official_items.extend(parse_items(&official("prosqa_test.json")).unwrap());

@@ -154,6 +154,12 @@ pub struct DataSection {
     /// lookup stays supervised, ~10–30 lookups a question, on the graphs the later epochs draw.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub search_share: f64,
+    /// Generated ProsQA, fresh draws only (the warm-up's epochs and, with `fresh_each_epoch`, every
+    /// epoch after the first; never the validation split): questions whose two options are named in
+    /// equally many facts, so counting how often an option is named cannot answer them
+    /// (`prosqa::GenConfig::equal_option_parents`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equal_option_parents: bool,
     /// Batches of similar length (`coconut::train::epoch_batches_by_length`): each epoch's random
     /// order is cut into windows of this many batches, sorted by length within a window, and the
     /// batches shuffled, so a batch pads less and a step computes fewer padded positions.
@@ -369,6 +375,9 @@ impl TrainConfig {
         }
         if self.run.init.is_none() {
             m.gpt2_config(1).validate().map_err(|e| anyhow::anyhow!("[model]: {e}"))?;
+        }
+        if self.data.equal_option_parents && (self.data.dataset != "prosqa" || !(self.data.fresh_each_epoch || self.data.graph_warmup.is_some())) {
+            bail!("data.equal_option_parents shapes fresh draws of generated ProsQA: it needs dataset = \"prosqa\" and fresh_each_epoch or a graph warm-up");
         }
         if self.data.search_share != 0.0 {
             if !(0.0..=1.0).contains(&self.data.search_share) {

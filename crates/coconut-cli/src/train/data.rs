@@ -126,12 +126,17 @@ fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -
         if d.dataset != "prosqa" {
             bail!("data.graph_warmup needs data.dataset = \"prosqa\", not `{}`", d.dataset);
         }
+        let small = prosqa::GenConfig { equal_option_parents: d.equal_option_parents, ..small };
         return Ok(Some(
             prosqa::generate(d.train_size, seed, &small, exclude).map_err(|e| anyhow::anyhow!("data.graph_warmup at epoch {epoch}: {e}"))?,
         ));
     }
     if !d.fresh_each_epoch || epoch == 0 {
         return Ok(None);
+    }
+    if d.dataset == "prosqa" && d.equal_option_parents {
+        let cfg = prosqa::GenConfig { equal_option_parents: true, ..Default::default() };
+        return Ok(Some(prosqa::generate(d.train_size, seed, &cfg, exclude).map_err(anyhow::Error::msg)?));
     }
     generate_items(&d.dataset, d.train_size, seed, exclude).map(Some)
 }
@@ -174,6 +179,7 @@ mod tests {
             graph_warmup: None,
             search_epochs: 0,
             search_share: 0.0,
+            equal_option_parents: false,
             length_window: 0,
         };
         let (first, val) = load_data(&d, &official()).unwrap();
@@ -207,6 +213,7 @@ mod tests {
             graph_warmup: Some(warmup.clone()),
             search_epochs: 0,
             search_share: 0.0,
+            equal_option_parents: false,
             length_window: 0,
         };
         let (_, val) = load_data(&d, &official()).unwrap();
@@ -245,6 +252,7 @@ mod tests {
             graph_warmup: None,
             search_epochs: 1,
             search_share: 0.25,
+            equal_option_parents: false,
             length_window: 0,
         };
         let plan = DataPlan::new(&d, &official()).unwrap();
@@ -268,6 +276,37 @@ mod tests {
         let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
         cfg.data.search_share = 1.5;
         assert!(cfg.validate().unwrap_err().to_string().contains("data.search_share"));
+    }
+
+    #[test]
+    fn equal_option_parents_draws_fresh_epochs_only_and_keeps_validation_natural() {
+        let d = DataSection {
+            dataset: "prosqa".into(),
+            train_size: 200,
+            val_size: 200,
+            seed: 4,
+            train_file: None,
+            val_file: None,
+            fresh_each_epoch: true,
+            graph_warmup: None,
+            search_epochs: 0,
+            search_share: 0.0,
+            equal_option_parents: true,
+            length_window: 0,
+        };
+        let plan = DataPlan::new(&d, &official()).unwrap();
+        let parents = |item: &Item, v: usize| item.edges.as_ref().unwrap().iter().filter(|e| e[1] == v).count();
+        let equal = |item: &Item| parents(item, item.target.unwrap()) == parents(item, item.neg_target.unwrap());
+        let fresh = plan.epoch_items(1).unwrap().unwrap();
+        assert!(fresh.len() == 200 && fresh.iter().all(equal), "a fresh epoch: every question's options named equally often");
+        let natural = plan.val.iter().filter(|i| !equal(i)).count();
+        assert!(natural > 60, "validation keeps the official distribution ({natural} of 200 differ)");
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
+        cfg.data.equal_option_parents = true;
+        cfg.data.fresh_each_epoch = false;
+        cfg.data.graph_warmup = None;
+        assert!(cfg.validate().unwrap_err().to_string().contains("data.equal_option_parents"));
     }
 
     #[test]
