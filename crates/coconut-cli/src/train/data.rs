@@ -166,13 +166,13 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/prosqa")
     }
 
-    #[test]
-    fn fresh_epochs_draw_new_questions_and_never_validation_ones() {
-        let d = DataSection {
+    /// Generated ProsQA, fresh questions every epoch, no stage or option set: each test changes what it measures.
+    fn prosqa_section(train_size: usize, val_size: usize, seed: u64) -> DataSection {
+        DataSection {
             dataset: "prosqa".into(),
-            train_size: 300,
-            val_size: 50,
-            seed: 5,
+            train_size,
+            val_size,
+            seed,
             train_file: None,
             val_file: None,
             fresh_each_epoch: true,
@@ -181,7 +181,12 @@ mod tests {
             search_share: 0.0,
             equal_option_parents: false,
             length_window: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn fresh_epochs_draw_new_questions_and_never_validation_ones() {
+        let d = prosqa_section(300, 50, 5);
         let (first, val) = load_data(&d, &official()).unwrap();
         let exclude = fresh_exclude(&val, &official()).unwrap();
         assert_eq!(fresh_train_items(&d, 0, &exclude).unwrap(), None, "epoch 0 is the first split");
@@ -202,20 +207,7 @@ mod tests {
     #[test]
     fn graph_warmup_grows_small_graphs_to_full_size_then_stops() {
         let warmup = GraphWarmup { epochs: 4, hold_epochs: 0, min_nodes: 6, max_nodes: 9, min_hops: 1 };
-        let d = DataSection {
-            dataset: "prosqa".into(),
-            train_size: 200,
-            val_size: 50,
-            seed: 7,
-            train_file: None,
-            val_file: None,
-            fresh_each_epoch: false,
-            graph_warmup: Some(warmup.clone()),
-            search_epochs: 0,
-            search_share: 0.0,
-            equal_option_parents: false,
-            length_window: 0,
-        };
+        let d = DataSection { fresh_each_epoch: false, graph_warmup: Some(warmup.clone()), ..prosqa_section(200, 50, 7) };
         let (_, val) = load_data(&d, &official()).unwrap();
         let exclude = fresh_exclude(&val, &official()).unwrap();
         let nodes = |items: &[Item]| items.iter().map(|i| i.idx_to_symbol.as_ref().unwrap().len()).collect::<Vec<_>>();
@@ -241,20 +233,7 @@ mod tests {
 
     #[test]
     fn a_search_share_lists_that_share_of_each_epochs_questions() {
-        let d = DataSection {
-            dataset: "prosqa".into(),
-            train_size: 400,
-            val_size: 20,
-            seed: 3,
-            train_file: None,
-            val_file: None,
-            fresh_each_epoch: true,
-            graph_warmup: None,
-            search_epochs: 1,
-            search_share: 0.25,
-            equal_option_parents: false,
-            length_window: 0,
-        };
+        let d = DataSection { search_epochs: 1, search_share: 0.25, ..prosqa_section(400, 20, 3) };
         let plan = DataPlan::new(&d, &official()).unwrap();
         let plain = DataPlan::new(&DataSection { search_share: 0.0, ..d.clone() }, &official()).unwrap();
         assert!(!plan.listings(0, 400).contains(&true), "the search stage lists every question by itself");
@@ -280,20 +259,7 @@ mod tests {
 
     #[test]
     fn equal_option_parents_draws_fresh_epochs_only_and_keeps_validation_natural() {
-        let d = DataSection {
-            dataset: "prosqa".into(),
-            train_size: 200,
-            val_size: 200,
-            seed: 4,
-            train_file: None,
-            val_file: None,
-            fresh_each_epoch: true,
-            graph_warmup: None,
-            search_epochs: 0,
-            search_share: 0.0,
-            equal_option_parents: true,
-            length_window: 0,
-        };
+        let d = DataSection { equal_option_parents: true, ..prosqa_section(200, 200, 4) };
         let plan = DataPlan::new(&d, &official()).unwrap();
         let parents = |item: &Item, v: usize| item.edges.as_ref().unwrap().iter().filter(|e| e[1] == v).count();
         let equal = |item: &Item| parents(item, item.target.unwrap()) == parents(item, item.neg_target.unwrap());
