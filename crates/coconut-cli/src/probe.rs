@@ -25,6 +25,10 @@ pub enum ProbeCommand {
         /// Also write the JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Teacher-force each question's search listing (every fact reachable from its person,
+        /// breadth-first: what `data.search_epochs` trains) instead of its chain.
+        #[arg(long)]
+        listing: bool,
     },
     /// Where each continuous thought puts its value: the two options, the frontier, the other
     /// reachable nodes, the rest (mean over N questions); writes OUT.json and OUT.md.
@@ -53,7 +57,7 @@ pub struct OverThoughts {
 
 pub fn probe(command: ProbeCommand, device: Device) -> Result<()> {
     match command {
-        ProbeCommand::Lookup { checkpoint, data, n, json } => lookup(&checkpoint, &data, n, json, &device),
+        ProbeCommand::Lookup { checkpoint, data, n, json, listing } => lookup(&checkpoint, &data, n, json, listing, &device),
         ProbeCommand::LatentMass(a) => mass(&a, &device),
         ProbeCommand::LatentSearch(a) => search(&a, &device),
     }
@@ -78,8 +82,14 @@ fn write_outputs(out: &Path, files: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
-fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, device: &Device) -> Result<()> {
-    let (ckpt, model, items) = load(checkpoint, data, n, device)?;
+fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, listing: bool, device: &Device) -> Result<()> {
+    let (ckpt, model, mut items) = load(checkpoint, data, n, device)?;
+    if listing {
+        for (i, item) in items.iter_mut().enumerate() {
+            item.steps = coconut::prosqa::breadth_first_steps(item, i as u64)
+                .with_context(|| format!("{}: question #{i} has no graph to list", data.display()))?;
+        }
+    }
     // The chain as the model was trained to read it: after the latent markers for a Coconut-style
     // method (its stage 0), right after the question for CoT and the other marker-free methods.
     let (method, _, _) = ckpt.asked_as(None, None);
@@ -88,9 +98,10 @@ fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, devic
         .map_err(anyhow::Error::msg)
         .with_context(|| data.display().to_string())?;
     eprintln!(
-        "{}{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
+        "{}{}{}: mean log-prob (nats) copy {:.2}, lookup {:.2}, answer {:.2}; uniform over the graph's concepts {:.2} ({} questions); first lookup: {:.1}% of the probability on X's children (uniform {:.1}%)",
         checkpoint.display(),
         if markers { " (chain after the latent markers)" } else { "" },
+        if listing { " (search listing)" } else { "" },
         p.copy.mean_logprob,
         p.lookup.mean_logprob,
         p.answer.mean_logprob,
@@ -101,6 +112,7 @@ fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, devic
     );
     let mut v = serde_json::to_value(&p)?;
     v["checkpoint"] = checkpoint.display().to_string().into();
+    v["listing"] = listing.into();
     println!("{v}");
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| path.display().to_string())?;

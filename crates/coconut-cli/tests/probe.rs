@@ -98,3 +98,37 @@ fn the_latent_search_matches_the_scripts_figure() {
     let svg = std::fs::read_to_string(dir.join("search.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 3, "one line per thought");
 }
+
+#[test]
+fn the_listing_probe_scores_every_fact_reachable_from_the_person() {
+    let valid = root().join("../shared/prosqa/prosqa_valid.json");
+    let ckpt = root().join("static/models/prosqa-cot");
+    let args = ["probe", "lookup", "--listing", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "4"];
+    let out = coconut_ok(&args);
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ours["listing"], true);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(search listing)"));
+    // Counted from the graphs: every edge out of a concept reachable from the person is one fact of
+    // the listing, one lookup each; the facts about a concept (not the person) also copy its name.
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&valid).unwrap()).unwrap();
+    let (mut lookups, mut copies) = (0, 0);
+    for it in &items[..4] {
+        let edges: Vec<(u64, u64)> = it["edges"].as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_u64().unwrap())).collect();
+        let root = it["root"].as_u64().unwrap();
+        let mut reached = vec![root];
+        let mut i = 0;
+        while i < reached.len() {
+            for &(p, c) in &edges {
+                if p == reached[i] && !reached.contains(&c) {
+                    reached.push(c);
+                }
+            }
+            i += 1;
+        }
+        let listed: Vec<_> = edges.iter().filter(|(p, _)| reached.contains(p)).collect();
+        lookups += listed.len();
+        copies += listed.iter().filter(|(p, _)| *p != root).count();
+    }
+    assert_eq!((ours["lookup"]["tokens"].as_u64(), ours["copy"]["tokens"].as_u64()), (Some(lookups as u64), Some(copies as u64)));
+    assert_eq!(ours["answer"]["tokens"], 4);
+}
