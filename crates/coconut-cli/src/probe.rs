@@ -29,6 +29,10 @@ pub enum ProbeCommand {
         /// breadth-first: what `data.search_epochs` trains) instead of its chain.
         #[arg(long)]
         listing: bool,
+        /// LAYER:FACTOR: multiply that layer's queries by FACTOR first (its attention logits times
+        /// FACTOR): does sharper attention find the facts, or does it rank the wrong ones first?
+        #[arg(long, value_parser = parse_sharpen)]
+        sharpen: Option<(usize, f32)>,
     },
     /// Where each continuous thought puts its value: the two options, the frontier, the other
     /// reachable nodes, the rest (mean over N questions); writes OUT.json and OUT.md.
@@ -57,7 +61,7 @@ pub struct OverThoughts {
 
 pub fn probe(command: ProbeCommand, device: Device) -> Result<()> {
     match command {
-        ProbeCommand::Lookup { checkpoint, data, n, json, listing } => lookup(&checkpoint, &data, n, json, listing, &device),
+        ProbeCommand::Lookup { checkpoint, data, n, json, listing, sharpen } => lookup(&checkpoint, &data, n, json, listing, sharpen, &device),
         ProbeCommand::LatentMass(a) => mass(&a, &device),
         ProbeCommand::LatentSearch(a) => search(&a, &device),
     }
@@ -82,8 +86,22 @@ fn write_outputs(out: &Path, files: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
-fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, listing: bool, device: &Device) -> Result<()> {
-    let (ckpt, model, mut items) = load(checkpoint, data, n, device)?;
+fn parse_sharpen(s: &str) -> Result<(usize, f32), String> {
+    let (layer, factor) = s.split_once(':').ok_or("expected LAYER:FACTOR, e.g. 1:1.5")?;
+    let layer = layer.parse().map_err(|_| format!("`{layer}` is not a layer index"))?;
+    let factor: f32 = factor.parse().map_err(|_| format!("`{factor}` is not a number"))?;
+    if !factor.is_finite() || factor < 0.0 {
+        return Err(format!("the factor must be a finite number ≥ 0, not {factor}"));
+    }
+    Ok((layer, factor))
+}
+
+fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, listing: bool, sharpen: Option<(usize, f32)>, device: &Device) -> Result<()> {
+    let (ckpt, mut model, mut items) = load(checkpoint, data, n, device)?;
+    if let Some((layer, factor)) = sharpen {
+        anyhow::ensure!(layer < model.h.len(), "--sharpen {layer}:{factor}: the model has layers 0..{}", model.h.len());
+        model = coconut::grow::sharpened(model, layer, factor);
+    }
     if listing {
         for (i, item) in items.iter_mut().enumerate() {
             item.steps = coconut::prosqa::breadth_first_steps(item, i as u64)
@@ -113,6 +131,7 @@ fn lookup(checkpoint: &Path, data: &Path, n: usize, json: Option<PathBuf>, listi
     let mut v = serde_json::to_value(&p)?;
     v["checkpoint"] = checkpoint.display().to_string().into();
     v["listing"] = listing.into();
+    v["sharpen"] = sharpen.map(|(l, f)| serde_json::json!({"layer": l, "factor": f})).unwrap_or_default();
     println!("{v}");
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&v)?).with_context(|| path.display().to_string())?;

@@ -67,6 +67,20 @@ pub fn length_scaled(mut model: Gpt2, config: &Gpt2Config, keys: usize) -> (Gpt2
     (model, Gpt2Config { length_scaled_attention: true, ..config.clone() })
 }
 
+/// Multiplies layer `layer`'s queries by `factor`: its attention logits scale by `factor` (softmax
+/// temperature 1/`factor`), nothing else changes. A probe of how a trained layer ranks its keys:
+/// sharper attention helps when the right keys already score highest.
+pub fn sharpened(mut model: Gpt2, layer: usize, factor: f32) -> Gpt2 {
+    let attn = &mut model.h[layer].attn;
+    let d = attn.c_attn.weight.dims()[0];
+    let device = attn.c_attn.weight.device();
+    let scale: Vec<f32> = (0..3 * d).map(|j| if j < d { factor } else { 1.0 }).collect();
+    let scale = Tensor::<1>::from_floats(scale.as_slice(), &device);
+    attn.c_attn.weight = leaf(attn.c_attn.weight.val() * scale.clone().unsqueeze::<2>());
+    attn.c_attn.bias = attn.c_attn.bias.take().map(|b| leaf(b.val() * scale));
+    model
+}
+
 /// How attention grows with the width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heads {
@@ -251,6 +265,31 @@ mod tests {
             let (dl, dh) = (max_diff(wide_logits, logits), max_diff(wide_hidden, expected));
             assert!(dl < 1e-4 && dh < 1e-4, "{position:?}, wider heads: logits moved by {dl}, the last hidden state by {dh}");
         }
+    }
+
+    #[test]
+    fn sharpening_a_layer_scales_its_queries_as_a_length_scale_does_at_one_position() {
+        // Scalable-Softmax multiplies the query at position p by s·ln(p + 1); with s = f/ln(len) the
+        // last query is multiplied by f, as `sharpened` does to every query: one layer, so the last
+        // position's output depends on no other query.
+        let device = Device::flex();
+        device.seed(8);
+        let config = Gpt2Config { dropout: 0.0, n_positions: 64, position: Position::Rope, ..Gpt2Config::small(40, 1, 32, 4) };
+        let model = config.init(&device);
+        let ids: Vec<i64> = (0..13).map(|i| (i * 5 % 40) as i64).collect();
+        let (factor, len) = (2.5f32, ids.len());
+        let (scaled, _) = length_scaled(model.clone(), &config, 2);
+        let mut scaled = scaled;
+        scaled.h[0].attn.length_scale = Some(Param::from_tensor(Tensor::<1>::ones([4], &device) * (factor / (len as f32).ln())));
+        let last = |m: &Gpt2| {
+            let (logits, _) = thoughts_then_logits(m, &ids);
+            let n = logits.dims()[1];
+            logits.narrow(1, n - 1, 1)
+        };
+        let sharp = sharpened(model.clone(), 0, factor);
+        assert!(max_diff(last(&sharp), last(&scaled)) < 1e-4);
+        assert!(max_diff(last(&sharp), last(&model)) > 1e-3, "sharpening changed nothing");
+        assert!(max_diff(last(&sharpened(model.clone(), 0, 1.0)), last(&model)) < 1e-6);
     }
 
     #[test]
