@@ -81,7 +81,8 @@ fn load_data(d: &DataSection, official: &Path) -> Result<(Vec<Item>, Vec<Item>)>
     Ok(match d.dataset.as_str() {
         "files" => (read(&d.train_file, "train_file")?, read(&d.val_file, "val_file")?),
         "prosqa" | "prontoqa" => {
-            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &official_questions(official)?)?;
+            // The first split keeps the generator's natural distribution: validation is never equal-named.
+            let all = generate_items(&d.dataset, d.train_size + d.val_size, d.seed, &prosqa::GenConfig::default(), &official_questions(official)?)?;
             let (train, val) = all.split_at(d.train_size);
             (train.to_vec(), val.to_vec())
         }
@@ -100,10 +101,10 @@ fn official_questions(dir: &Path) -> Result<HashSet<String>> {
     Ok(questions)
 }
 
-/// `n` generated questions of `dataset`, none of them in `exclude`.
-fn generate_items(dataset: &str, n: usize, seed: u64, exclude: &HashSet<String>) -> Result<Vec<Item>> {
+/// `n` generated questions of `dataset` (ProsQA drawn with `draw`), none of them in `exclude`.
+fn generate_items(dataset: &str, n: usize, seed: u64, draw: &prosqa::GenConfig, exclude: &HashSet<String>) -> Result<Vec<Item>> {
     Ok(match dataset {
-        "prosqa" => prosqa::generate(n, seed, &prosqa::GenConfig::default(), exclude).map_err(anyhow::Error::msg)?,
+        "prosqa" => prosqa::generate(n, seed, draw, exclude).map_err(anyhow::Error::msg)?,
         // The ProntoQA generator is one seeded stream: drop excluded items and keep drawing.
         "prontoqa" => prontoqa::generate(n + exclude.len(), seed).into_iter().filter(|i| !exclude.contains(&i.question)).take(n).collect(),
         other => bail!("data.dataset `{other}` is not a generated dataset (prosqa, prontoqa)"),
@@ -134,11 +135,8 @@ fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -
     if !d.fresh_each_epoch || epoch == 0 {
         return Ok(None);
     }
-    if d.dataset == "prosqa" && d.equal_option_parents {
-        let cfg = prosqa::GenConfig { equal_option_parents: true, ..Default::default() };
-        return Ok(Some(prosqa::generate(d.train_size, seed, &cfg, exclude).map_err(anyhow::Error::msg)?));
-    }
-    generate_items(&d.dataset, d.train_size, seed, exclude).map(Some)
+    let cfg = prosqa::GenConfig { equal_option_parents: d.equal_option_parents, ..Default::default() };
+    generate_items(&d.dataset, d.train_size, seed, &cfg, exclude).map(Some)
 }
 
 /// The search stage's items: each question's steps replaced by every fact reachable from its
