@@ -169,23 +169,21 @@ fn start_or_resume(args: &RunArgs, cfg: &TrainConfig, devices: &[Device]) -> Res
     }
 }
 
-/// Every training and validation sequence, with its thoughts and the generation budget of the
-/// validation, fits the model's positions.
+/// Every training sequence with its thoughts, and every validation question with its thoughts and
+/// the validation's generation budget, fits the model's positions. (The budget is no training
+/// sequence's concern: a search listing may be longer than any generated answer.)
 fn check_fits(cfg: &TrainConfig, config: &Gpt2Config, data: &[Tokenized], val: &[Tokenized]) -> Result<()> {
     let c = &cfg.curriculum;
-    let longest = data
-        .iter()
-        .chain(val)
-        .map(|t| t.chain_len() + 2 + c.max_latent_stage * c.c_thought + cfg.run.eval_max_new_tokens)
-        .max()
-        .unwrap_or(0);
-    if longest > config.n_positions {
-        bail!(
-            "sequences reach {longest} positions (with thoughts and eval_max_new_tokens), more than the model's n_positions = {}",
-            config.n_positions
-        );
-    }
-    Ok(())
+    let with_thoughts = |t: &Tokenized| t.chain_len() + 2 + c.max_latent_stage * c.c_thought;
+    let fits = |items: &[Tokenized], extra: usize, what: &str| -> Result<()> {
+        let longest = items.iter().map(|t| with_thoughts(t) + extra).max().unwrap_or(0);
+        if longest > config.n_positions {
+            bail!("{what} reach {longest} positions, more than the model's n_positions = {}", config.n_positions);
+        }
+        Ok(())
+    };
+    fits(data, 0, "training sequences (with their thoughts)")?;
+    fits(val, cfg.run.eval_max_new_tokens, "validation questions (with their thoughts and eval_max_new_tokens)")
 }
 
 /// A new run's directory, written only now that its inputs are valid: locked, emptied of an old
@@ -351,5 +349,31 @@ impl Run {
         self.check_weights(trainer)?;
         self.add_elapsed(&mut trainer.state);
         save_last(&self.out, &self.config, &trainer.model, &self.tok, &trainer.optim, &trainer.state, &self.cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::TrainConfig;
+
+    fn tokens(question: usize, steps: usize) -> Tokenized {
+        Tokenized { question: vec![1; question], steps: vec![vec![2; steps]], answer: vec![3; 4], listing: true }
+    }
+
+    #[test]
+    fn a_long_training_listing_fits_without_the_validation_budget() {
+        // tiny-overfit: 6 thoughts, eval_max_new_tokens = 24. A 100-position model takes a training
+        // sequence of 80 + 2 markers + 6 thoughts = 88 positions, and a validation question only as
+        // long as its 24 generated tokens still fit.
+        let cfg = TrainConfig::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        assert_eq!((cfg.curriculum.max_latent_stage * cfg.curriculum.c_thought, cfg.run.eval_max_new_tokens), (6, 24));
+        let config = Gpt2Config { n_positions: 100, ..Gpt2Config::small(10, 1, 8, 2) };
+        let (long, short) = (tokens(36, 40), tokens(36, 20));
+        check_fits(&cfg, &config, &[long.clone()], &[short.clone()]).unwrap();
+        let err = check_fits(&cfg, &config, &[short.clone()], &[long]).unwrap_err().to_string();
+        assert_eq!(err, "validation questions (with their thoughts and eval_max_new_tokens) reach 112 positions, more than the model's n_positions = 100");
+        let err = check_fits(&cfg, &config, &[tokens(36, 60)], &[short]).unwrap_err().to_string();
+        assert!(err.starts_with("training sequences (with their thoughts) reach 108 positions"), "{err}");
     }
 }
