@@ -25,7 +25,9 @@ for path in glob.glob(f"{src}/*-epoch-*-listing-full9001.json"):
 start = json.load(open(f"{src}/cot55-start-listing-full9001.json")) if os.path.exists(f"{src}/cot55-start-listing-full9001.json") else None
 
 W, H, L, R, T, B = 640, 360, 60, 190, 20, 50
-xmax, ymax = 30000, 40.0
+most = max((a for pts in arms.values() for a, _ in pts), default=0)
+step = 5000 if most <= 40000 else 25000
+xmax, ymax = max(30000, -(-most // step) * step), 40.0
 x = lambda v: L + (W - L - R) * v / xmax
 y = lambda v: T + (H - T - B) * (1 - v / ymax)
 colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -33,7 +35,7 @@ svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-f
        f'<rect width="{W}" height="{H}" fill="white"/>']
 for v in range(0, int(ymax) + 1, 10):
     svg.append(f'<line x1="{L}" x2="{W - R}" y1="{y(v)}" y2="{y(v)}" stroke="#ddd"/><text x="{L - 6}" y="{y(v) + 4}" text-anchor="end">{v}%</text>')
-for v in range(0, xmax + 1, 5000):
+for v in range(0, xmax + 1, step):
     svg.append(f'<text x="{x(v)}" y="{H - B + 16}" text-anchor="middle">{v // 1000}k</text>')
 svg.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">search listings trained (official size)</text>')
 svg.append(f'<text transform="translate(14,{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">first lookup on X\'s children</text>')
