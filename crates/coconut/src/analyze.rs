@@ -84,8 +84,7 @@ async fn continue_names(
     let positions = Tensor::<1, Int>::arange(prompt_len as i64..(prompt_len + steps) as i64, device).unsqueeze::<2>().expand([rows, steps]);
     let valid: Vec<bool> = names.iter().flat_map(|n| std::iter::repeat_n(true, prompt_len).chain((0..steps).map(move |j| j < n.len()))).collect();
     let key_mask = Tensor::<2, Bool>::from_data(TensorData::new(valid, [rows, prompt_len + steps]), device);
-    let cache =
-        crate::gpt2::KvCache { layers: cache.layers.iter().map(|(k, v)| (k.clone().repeat_dim(0, rows), v.clone().repeat_dim(0, rows))).collect() };
+    let cache = cache.repeat(rows);
     let out = model.forward(crate::gpt2::Gpt2Input { embeds: model.embed(ids), positions, key_mask: Some(key_mask), cache: Some(cache) });
     let lp = log_softmax(model.lm_head(out.hidden), 2);
     let vocab = model.vocab_size();

@@ -137,12 +137,13 @@ fn parse_config(bytes: &[u8]) -> Result<Gpt2Config, CheckpointError> {
         fields.entry("rotary_dims").or_insert(serde_json::Value::Null);
         fields.entry("length_scaled_attention").or_insert(serde_json::Value::Bool(false));
         fields.entry("nope_layers").or_insert(serde_json::Value::Array(Vec::new()));
+        fields.entry("qkv_conv").or_insert(serde_json::Value::from(0));
     }
     serde_json::from_value(value).map_err(malformed)
 }
 
 /// Options at their default (`position = Learned`, `rotary_dims = None`, `length_scaled_attention =
-/// false`, `nope_layers = []`) are left out, so a
+/// false`, `nope_layers = []`, `qkv_conv = 0`) are left out, so a
 /// checkpoint's hash is the same whether or not its config.json names them.
 pub fn config_hash(config: &Gpt2Config) -> String {
     let json = serde_json::to_string(config).expect("config serialises");
@@ -150,7 +151,7 @@ pub fn config_hash(config: &Gpt2Config) -> String {
         None => json.replacen(r#","rotary_dims":null"#, "", 1),
         Some(_) => json,
     };
-    let json = json.replacen(r#","length_scaled_attention":false"#, "", 1).replacen(r#","nope_layers":[]"#, "", 1);
+    let json = json.replacen(r#","length_scaled_attention":false"#, "", 1).replacen(r#","nope_layers":[]"#, "", 1).replacen(r#","qkv_conv":0"#, "", 1);
     let json = match config.position {
         crate::gpt2::Position::Learned => json.replacen(r#","position":"Learned""#, "", 1),
         _ => json,

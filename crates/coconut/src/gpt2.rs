@@ -7,6 +7,8 @@
 //! for each block:
 //!     x = x + attn(ln_1(x))                            causal self-attention, KV cache
 //!                                                      (length-scaled: each query times s_h·ln(p+1))
+//!                                                      (qkv_conv = w: q, k, v at t are Σ_j c_j ⊙
+//!                                                      proj[t-j], j < w, before the rotation)
 //!     x = x + mlp(ln_2(x))                             c_fc -> gelu(tanh) -> c_proj
 //! h  = ln_f(x)                                         the "last hidden state"
 //! logits = h · wteᵀ                                    LM head tied to the token embedding
@@ -62,6 +64,13 @@ pub struct Gpt2Config {
     /// the same on a 60-token question as on a 250-token one.
     #[config(default = "Vec::new()")]
     pub nope_layers: Vec<usize>,
+    /// Width `w` of a causal depthwise convolution over time on the queries, keys and values
+    /// (Primer's multi-dconv-head attention, So et al. 2021): each of their features at position `t`
+    /// is `Σ_{j<w} c_j·proj[t−j]`, with learned `c` per feature, initialised to the identity
+    /// (`c_0 = 1`). A key can then carry the token a few positions back (in "Every X is a Y", the key
+    /// at Y can be X) without a previous-token head in a layer below. 0 = GPT-2's attention.
+    #[config(default = 0)]
+    pub qkv_conv: usize,
 }
 
 /// `s_h` at initialisation: `s·ln(p + 1) = 1` at `p + 1 = 64` keys, plain attention there.
@@ -123,7 +132,8 @@ impl Gpt2Config {
         let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
         let positions = if self.position == Position::Learned { self.n_positions * d } else { 0 };
         let length_scale = if self.length_scaled_attention { self.n_head } else { 0 };
-        self.vocab_size * d + positions + self.n_layer * (block + length_scale) + 2 * d
+        let conv = self.qkv_conv * 3 * d;
+        self.vocab_size * d + positions + self.n_layer * (block + length_scale + conv) + 2 * d
     }
 
     /// Builds a randomly initialised model with GPT-2's initialisation.
@@ -147,6 +157,10 @@ impl Gpt2Config {
                     length_scale: self
                         .length_scaled_attention
                         .then(|| Initializer::Constant { value: LENGTH_SCALE_INIT }.init([self.n_head], device)),
+                    qkv_conv: (self.qkv_conv > 0).then(|| {
+                        let identity: Vec<f32> = (0..self.qkv_conv * 3 * self.n_embd).map(|i| if i < 3 * self.n_embd { 1.0 } else { 0.0 }).collect();
+                        Param::from_tensor(Tensor::from_data(TensorData::new(identity, [self.qkv_conv, 3 * self.n_embd]), device))
+                    }),
                     n_head: self.n_head,
                 },
                 ln_2: ln(),
@@ -209,6 +223,9 @@ pub struct Attention {
     pub c_proj: Linear,
     /// Scalable-Softmax's `s_h` per head `[n_head]` (`Gpt2Config::length_scaled_attention`).
     pub length_scale: Option<Param<Tensor<1>>>,
+    /// The convolution over time of q, k, v `[w, 3d]`: row `j` weighs the projection `j` positions
+    /// back (`Gpt2Config::qkv_conv`).
+    pub qkv_conv: Option<Param<Tensor<2>>>,
     pub n_head: usize,
 }
 
@@ -222,6 +239,9 @@ pub struct Mlp {
 #[derive(Clone, Debug)]
 pub struct KvCache {
     pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// With `qkv_conv`, per layer: the q, k, v projections before the convolution `[batch, len, 3d]`
+    /// (what the convolution reads at the positions that follow); `None` without it.
+    pub projections: Vec<Option<Tensor<3>>>,
 }
 
 impl KvCache {
@@ -238,7 +258,16 @@ impl KvCache {
     pub fn truncate(self, len: usize) -> Self {
         assert!(len <= self.len(), "cannot truncate a cache of {} to {len}", self.len());
         let layers = self.layers.into_iter().map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len))).collect();
-        Self { layers }
+        let projections = self.projections.into_iter().map(|p| p.map(|p| p.narrow(1, 0, len))).collect();
+        Self { layers, projections }
+    }
+
+    /// Each row repeated `rows` times (a prefix shared by `rows` continuations).
+    pub fn repeat(&self, rows: usize) -> Self {
+        Self {
+            layers: self.layers.iter().map(|(k, v)| (k.clone().repeat_dim(0, rows), v.clone().repeat_dim(0, rows))).collect(),
+            projections: self.projections.iter().map(|p| p.as_ref().map(|p| p.clone().repeat_dim(0, rows))).collect(),
+        }
     }
 }
 
@@ -290,6 +319,9 @@ impl Gpt2 {
         let Gpt2Input { embeds, positions, key_mask, cache } = input;
         let [batch, len, _] = embeds.dims();
         let past = cache.as_ref().map(KvCache::len).unwrap_or(0);
+        // 1 at the new positions that are tokens, 0 at padding `[batch, len, 1]` (for `qkv_conv`).
+        let convolved = self.h.iter().any(|b| b.attn.qkv_conv.is_some());
+        let real = key_mask.as_ref().filter(|_| convolved).map(|m| m.clone().narrow(1, past, len).float().unsqueeze_dim::<3>(2));
         let mask = attention_mask(key_mask, batch, past, len, &embeds.device());
 
         // ln(p + 1) per query `[batch, 1, len, 1]`, for length-scaled attention.
@@ -299,16 +331,18 @@ impl Gpt2 {
             Position::Rope => (embeds, Some(Rotary::new(positions, self.rotary_dims))),
         };
         let mut x = self.dropout.forward(x);
-        let mut layers = Vec::with_capacity(self.h.len());
-        let mut past_layers = cache.map(|c| c.layers.into_iter());
+        let (mut layers, mut projections) = (Vec::with_capacity(self.h.len()), Vec::with_capacity(self.h.len()));
+        let mut past_layers = cache.map(|c| c.layers.into_iter().zip(c.projections));
         for (i, block) in self.h.iter().enumerate() {
-            let past_kv = past_layers.as_mut().and_then(|it| it.next());
+            let (past_kv, past_projections) = past_layers.as_mut().and_then(|it| it.next()).map_or((None, None), |(kv, p)| (Some(kv), p));
             let rotary = rotary.as_ref().filter(|_| !self.nope_layers.contains(&i));
-            let (y, kv) = block.forward(x, past_kv, mask.clone(), rotary, log_keys.as_ref(), self.layer_norm_epsilon);
+            let attend = Attend { mask: mask.clone(), rotary, log_keys: log_keys.as_ref(), real: real.as_ref() };
+            let (y, kv, seen) = block.forward(x, past_kv, past_projections, attend, self.layer_norm_epsilon);
             x = y;
             layers.push(kv);
+            projections.push(seen);
         }
-        Gpt2Output { hidden: norm(&self.ln_f, x, self.layer_norm_epsilon), cache: KvCache { layers } }
+        Gpt2Output { hidden: norm(&self.ln_f, x, self.layer_norm_epsilon), cache: KvCache { layers, projections } }
     }
 
     /// Token ids in, `(logits, last hidden state)` out; positions 0..len, no padding.
@@ -335,37 +369,53 @@ impl Gpt2 {
     }
 }
 
+/// What one forward call's attention needs besides its input, the same for every layer.
+struct Attend<'a> {
+    /// `true` = may not attend (`attention_mask`).
+    mask: Tensor<4, Bool>,
+    rotary: Option<&'a Rotary>,
+    /// ln(p + 1) per query, for length-scaled attention.
+    log_keys: Option<&'a Tensor<4>>,
+    /// 1 at tokens, 0 at padding `[batch, len, 1]`; `None`: no padding.
+    real: Option<&'a Tensor<3>>,
+}
+
+type Kv = (Tensor<4>, Tensor<4>);
+
 impl Block {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        past: Option<(Tensor<4>, Tensor<4>)>,
-        mask: Tensor<4, Bool>,
-        rotary: Option<&Rotary>,
-        log_keys: Option<&Tensor<4>>,
-        eps: f64,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let (a, kv) = self.attn.forward(norm(&self.ln_1, x.clone(), eps), past, mask, rotary, log_keys);
+    fn forward(&self, x: Tensor<3>, past: Option<Kv>, past_projections: Option<Tensor<3>>, attend: Attend, eps: f64) -> (Tensor<3>, Kv, Option<Tensor<3>>) {
+        let (a, kv, seen) = self.attn.forward(norm(&self.ln_1, x.clone(), eps), past, past_projections, attend);
         let x = x + self.dropout.forward(a);
         let m = self.mlp.forward(norm(&self.ln_2, x.clone(), eps));
-        (x + self.dropout.forward(m), kv)
+        (x + self.dropout.forward(m), kv, seen)
     }
 }
 
 impl Attention {
     /// softmax(q·kᵀ/√d_head + mask)·v per head, over cached + new keys; length-scaled, the
-    /// query at position p is first multiplied by s_h·ln(p + 1) (`log_keys`: ln(p + 1)).
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        past: Option<(Tensor<4>, Tensor<4>)>,
-        mask: Tensor<4, Bool>,
-        rotary: Option<&Rotary>,
-        log_keys: Option<&Tensor<4>>,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+    /// query at position p is first multiplied by s_h·ln(p + 1) (`log_keys`: ln(p + 1)). With
+    /// `qkv_conv`, q, k and v are first convolved over time; returns the projections seen so far.
+    fn forward(&self, x: Tensor<3>, past: Option<Kv>, past_projections: Option<Tensor<3>>, attend: Attend) -> (Tensor<3>, Kv, Option<Tensor<3>>) {
+        let Attend { mask, rotary, log_keys, real } = attend;
         let [batch, len, d] = x.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter();
+        let projected = self.c_attn.forward(x);
+        let (projected, seen) = match &self.qkv_conv {
+            None => (projected, None),
+            Some(c) => {
+                // Padding is zero, as before the first token: a left-padded row reads as unpadded.
+                let projected = match real {
+                    Some(r) => projected * r.clone(),
+                    None => projected,
+                };
+                let seen = match past_projections {
+                    Some(p) => Tensor::cat(vec![p, projected], 1),
+                    None => projected,
+                };
+                (convolve(seen.clone(), c.val(), len), Some(seen))
+            }
+        };
+        let mut qkv = projected.chunk(3, 2).into_iter();
         let (q, k, v) = (heads(qkv.next().unwrap()), heads(qkv.next().unwrap()), heads(qkv.next().unwrap()));
         let q = match (&self.length_scale, log_keys) {
             (Some(s), Some(log_keys)) => q * (s.val().reshape([1, self.n_head, 1, 1]) * log_keys.clone()),
@@ -382,8 +432,20 @@ impl Attention {
         };
         let y = fused::attention(q, k.clone(), v.clone(), mask);
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
-        (self.c_proj.forward(y), (k, v))
+        (self.c_proj.forward(y), (k, v), seen)
     }
+}
+
+/// The causal convolution over time at the last `len` of `seen`'s positions: out[t] = Σ_j c[j] ⊙
+/// seen[t − j], with seen[t < 0] = 0. `seen` `[batch, total, f]`, `c` `[w, f]`.
+fn convolve(seen: Tensor<3>, c: Tensor<2>, len: usize) -> Tensor<3> {
+    let [batch, total, f] = seen.dims();
+    let w = c.dims()[0];
+    let back = (w - 1).min(total - len);
+    let window = seen.narrow(1, total - len - back, len + back);
+    let padded = if back < w - 1 { Tensor::cat(vec![Tensor::zeros([batch, w - 1 - back, f], &window.device()), window], 1) } else { window };
+    // padded[i] is position total − len − (w − 1) + i; out[t] reads it at i = t − j − (total − len) + w − 1.
+    (0..w).map(|j| padded.clone().narrow(1, w - 1 - j, len) * c.clone().narrow(0, j, 1).unsqueeze::<3>()).reduce(|a, b| a + b).expect("w >= 1")
 }
 
 /// The rotary angles of one forward call's positions: `cos(p·θ_f)`, `sin(p·θ_f)` as
@@ -452,6 +514,7 @@ fn attention_mask(key_mask: Option<Tensor<2, Bool>>, batch: usize, past: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
 
     fn hidden(model: &Gpt2, ids: &[i64], first_position: i64, device: &Device) -> Vec<f32> {
         let len = ids.len();
@@ -532,7 +595,7 @@ mod tests {
         let positions = Tensor::<1, Int>::arange(0..len as i64, &device).unsqueeze::<2>();
         let log_keys = (positions.float() + 1.0).log().reshape([1, 1, len, 1]);
         let mask = attention_mask(None, 1, 0, len, &device);
-        let (y, _) = attn.forward(x, None, mask, None, Some(&log_keys));
+        let (y, _, _) = attn.forward(x, None, None, Attend { mask, rotary: None, log_keys: Some(&log_keys), real: None });
         let got: Vec<f32> = y.into_data().try_to_vec().unwrap();
 
         let weights = |l: &Linear| -> (Vec<f32>, Vec<f32>) {
@@ -594,12 +657,86 @@ mod tests {
             kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, length_scaled_attention, ..Gpt2Config::small(40, 2, 32, 4) });
         }
         kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, nope_layers: vec![1], ..Gpt2Config::small(40, 2, 32, 4) });
+        // A convolution narrower and one wider than the 6-token prefix the cache starts from.
+        for qkv_conv in [4, 8] {
+            kv_cache_gives_the_full_pass_values(Gpt2Config { dropout: 0.0, position: Position::Rope, qkv_conv, ..Gpt2Config::small(40, 2, 32, 4) });
+        }
+    }
+
+    /// Random convolution weights in every layer (the identity it starts as would test nothing).
+    fn with_random_conv(mut model: Gpt2, device: &Device) -> Gpt2 {
+        for b in model.h.iter_mut() {
+            if let Some(c) = &b.attn.qkv_conv {
+                b.attn.qkv_conv = Some(Param::from_tensor(Tensor::random(c.dims(), Distribution::Normal(0.0, 0.7), device)));
+            }
+        }
+        model
+    }
+
+    #[test]
+    fn qkv_conv_attention_matches_a_hand_computed_layer() {
+        // One head of 4 features, no rotation, a convolution of width 3 with random weights: the
+        // attention output at every position, computed with loops over plain numbers.
+        let device = Device::flex();
+        device.seed(9);
+        let config = Gpt2Config { dropout: 0.0, qkv_conv: 3, ..Gpt2Config::small(10, 1, 4, 1) };
+        let mut model = with_random_conv(config.init(&device), &device);
+        let attn = &mut model.h[0].attn;
+        attn.c_attn.bias = Some(Param::from_tensor(Tensor::random([12], Distribution::Normal(0.0, 0.5), &device)));
+        let (t, d) = (5, 4);
+        let x = Tensor::<3>::random([1, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let mask = attention_mask(None, 1, 0, t, &device);
+        let (y, _, _) = attn.forward(x.clone(), None, None, Attend { mask, rotary: None, log_keys: None, real: None });
+        let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let (xs, y) = (x.into_data().try_to_vec::<f32>().unwrap(), y.into_data().try_to_vec::<f32>().unwrap());
+        let (w, c, wo) = (vec(attn.c_attn.weight.val()), vec(attn.qkv_conv.as_ref().unwrap().val()), vec(attn.c_proj.weight.val()));
+        let b = attn.c_attn.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
+        let bo = attn.c_proj.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
+        // proj[s][f] = Σ_i x[s][i]·w[i][f] + b[f]; conv[s][f] = Σ_{j ≤ s} c[j][f]·proj[s − j][f].
+        let proj: Vec<Vec<f32>> = (0..t).map(|s| (0..3 * d).map(|f| (0..d).map(|i| xs[s * d + i] * w[i * 3 * d + f]).sum::<f32>() + b[f]).collect()).collect();
+        let conv: Vec<Vec<f32>> = (0..t).map(|s| (0..3 * d).map(|f| (0..3.min(s + 1)).map(|j| c[j * 3 * d + f] * proj[s - j][f]).sum()).collect()).collect();
+        for s in 0..t {
+            let scores: Vec<f32> = (0..=s).map(|u| (0..d).map(|i| conv[s][i] * conv[u][d + i]).sum::<f32>() / 2.0).collect();
+            let top = scores.iter().cloned().fold(f32::MIN, f32::max);
+            let z: f32 = scores.iter().map(|a| (a - top).exp()).sum();
+            let mixed: Vec<f32> = (0..d).map(|i| (0..=s).map(|u| (scores[u] - top).exp() / z * conv[u][2 * d + i]).sum()).collect();
+            for o in 0..d {
+                let want = (0..d).map(|i| mixed[i] * wo[i * d + o]).sum::<f32>() + bo[o];
+                assert!((y[s * d + o] - want).abs() < 1e-4, "position {s}, feature {o}: {} vs {want}", y[s * d + o]);
+            }
+        }
+    }
+
+    #[test]
+    fn qkv_conv_starts_as_gpt2_attention_and_reads_a_left_padded_row_as_unpadded() {
+        let device = Device::flex();
+        device.seed(10);
+        let config = Gpt2Config { dropout: 0.0, position: Position::Rope, qkv_conv: 4, ..Gpt2Config::small(40, 2, 32, 4) };
+        let model = config.init(&device);
+        assert_eq!(model.num_params(), config.num_params() + 32, "the config's count, and the rotary placeholder wpe");
+        assert_eq!(config.num_params(), Gpt2Config { qkv_conv: 0, ..config.clone() }.num_params() + 2 * 4 * 96);
+        let ids = [3i64, 17, 5, 29, 11];
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let mut plain = model.clone();
+        plain.h.iter_mut().for_each(|b| b.attn.qkv_conv = None);
+        let at_init = max_diff(&hidden(&model, &ids, 0, &device), &hidden(&plain, &ids, 0, &device));
+        assert!(at_init < 1e-6, "the identity convolution changed the hidden state by {at_init}");
+
+        let model = with_random_conv(model, &device);
+        let unpadded = hidden(&model, &ids, 0, &device);
+        let padded_ids = Tensor::<2, Int>::from_data(TensorData::new([0i64, 0].iter().chain(&ids).copied().collect::<Vec<_>>(), [1, 7]), &device);
+        let positions = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 0, 0, 1, 2, 3, 4], [1, 7]), &device);
+        let key_mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false, false, true, true, true, true, true], [1, 7]), &device);
+        let out = model.forward(Gpt2Input { embeds: model.embed(padded_ids), positions, key_mask: Some(key_mask), cache: None });
+        let padded: Vec<f32> = out.hidden.into_data().try_to_vec::<f32>().unwrap();
+        let diff = max_diff(&padded[2 * 32..], &unpadded);
+        assert!(diff < 1e-4, "two pad tokens in front moved the hidden state by {diff}");
     }
 
     fn kv_cache_gives_the_full_pass_values(config: Gpt2Config) {
         let device = Device::flex();
         device.seed(4);
-        let model = config.init(&device);
+        let model = with_random_conv(config.init(&device), &device);
         let ids: Vec<i64> = (0..10).map(|i| (i * 7 % 40) as i64).collect();
         let full = hidden(&model, &ids, 0, &device);
         let tensor = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [1, v.len()]), &device);

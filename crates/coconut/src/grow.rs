@@ -115,6 +115,7 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f6
     let h = h
         .into_iter()
         .map(|mut b| {
+            assert!(b.attn.qkv_conv.is_none(), "widening a model with qkv_conv is not supported");
             b.ln_1 = widen_norm(b.ln_1, k, 1.0);
             match heads {
                 Heads::More => {

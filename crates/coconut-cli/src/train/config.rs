@@ -62,6 +62,11 @@ pub struct ModelSection {
     /// content at any distance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nope_layers: Vec<usize>,
+    /// Width of a causal convolution over time on each layer's queries, keys and values (Primer's
+    /// multi-dconv-head attention), identity at the start: a key can carry the token a few
+    /// positions back without a previous-token head below it. 0 = GPT-2's attention.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub qkv_conv: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -102,6 +107,7 @@ impl ModelSection {
             rotary_dims: self.rotary_dims,
             length_scaled_attention: self.length_scaled_attention,
             nope_layers: self.nope_layers.clone(),
+            qkv_conv: self.qkv_conv,
             ..coconut::Gpt2Config::small(vocab_size, self.n_layer, self.n_embd, self.n_head)
         }
     }
@@ -119,6 +125,7 @@ impl ModelSection {
         rotary_dims: None,
         length_scaled_attention: false,
         nope_layers: Vec::new(),
+        qkv_conv: 0,
     };
 }
 
