@@ -14,7 +14,7 @@ VARIANT:
          without first learning a previous-token head.
 
 usage: scripts/lookup_formation_torch.py VARIANT MINUTES TRAIN.json VAL.json OUT.json [THREADS] [EVAL_S]
-(python from scripts/bench-reference-env)
+(python: "$(scripts/bench-reference-env)", which creates the venv with torch when it is missing)
 """
 import json
 import math
