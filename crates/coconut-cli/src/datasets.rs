@@ -40,6 +40,12 @@ pub enum DataCommand {
         #[arg(long, default_value = "3-6", value_parser = parse_range)]
         hops: (usize, usize),
     },
+    /// Generate recall questions: ProsQA's words, format and size, one child per concept, so each
+    /// "Every X is a ?" has one right answer (what the trainer's `data.recall_epochs` draws).
+    Recall {
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
     /// Generate 5-hop ProntoQA questions (fictional concepts, "True or false" queries).
     Prontoqa {
         #[command(flatten)]
@@ -120,6 +126,13 @@ pub fn data_command(command: DataCommand, official_data: &std::path::Path) -> Re
             let secs = t0.elapsed().as_secs_f64();
             write_atomic(&out, data::to_json(&items).as_bytes())?;
             eprintln!("{n} ProsQA questions (seed {seed}) -> {} in {secs:.2} s ({:.0}/s)", out.display(), n as f64 / secs.max(1e-9));
+        }
+        DataCommand::Recall { gen_args: GenArgs { n, seed, out } } => {
+            check_memory(n)?;
+            let items = prosqa::generate_recall(n, seed, &Default::default());
+            write_atomic(&out, data::to_json(&items).as_bytes())?;
+            let steps = items.iter().map(|i| i.steps.len()).sum::<usize>() as f64 / n as f64;
+            eprintln!("{n} recall questions (seed {seed}, {steps:.1} steps each) -> {}", out.display());
         }
         DataCommand::Prontoqa { gen_args: GenArgs { n, seed, out } } => {
             check_memory(n)?;

@@ -149,6 +149,13 @@ pub struct DataSection {
     pub fresh_each_epoch: bool,
     /// Generated ProsQA only: start on small graphs and grow them to the full size.
     pub graph_warmup: Option<GraphWarmup>,
+    /// The recall stage, first of all (it stands in for the language pre-training the paper starts
+    /// from): the first `recall_epochs` epochs train, in language, on `train_size` newly drawn recall
+    /// questions each (`prosqa::generate_recall`: one child per concept, so every "Every X is a ?"
+    /// has one right answer), then the search stage, then the curriculum's epoch 0. With
+    /// `model.qkv_conv` it forms the official-size lookup (RESULTS.md, "The lookup, formed").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recall_epochs: usize,
     /// The search stage, before the curriculum (it stands in for the language pre-training the
     /// paper starts from): the first `search_epochs` epochs train on each ProsQA question followed
     /// by every fact reachable from its person, breadth-first (`prosqa::breadth_first_steps`), and
@@ -176,6 +183,18 @@ pub struct DataSection {
     pub length_window: usize,
 }
 
+impl DataSection {
+    /// The epochs before the curriculum's epoch 0: the recall stage, then the search stage.
+    pub fn pre_curriculum_epochs(&self) -> usize {
+        self.recall_epochs + self.search_epochs
+    }
+
+    /// Whether `epoch` is one of the search stage's.
+    pub fn is_search_epoch(&self, epoch: usize) -> bool {
+        (self.recall_epochs..self.pre_curriculum_epochs()).contains(&epoch)
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -184,7 +203,7 @@ fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
 }
 
-/// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` trains on `train_size` new
+/// A graph-size curriculum for generated ProsQA. Epoch `e < epochs` (counted after the recall stage) trains on `train_size` new
 /// questions whose graphs have `min_nodes..=max_nodes` nodes and a shortest path of at least
 /// `min_hops`; after the first `hold_epochs` each bound moves linearly towards the full size
 /// (21..=26 nodes, 3 hops) as `e` grows; later epochs are full size. With few facts in the question the lookup the reasoning is
@@ -397,6 +416,9 @@ impl TrainConfig {
                 bail!("data.search_share trains listings at stage 0, where variant no-cot has no steps");
             }
         }
+        if self.data.recall_epochs > 0 && self.data.dataset != "prosqa" {
+            bail!("data.recall_epochs trains on recall questions in ProsQA's words: it needs dataset = \"prosqa\", not `{}`", self.data.dataset);
+        }
         if self.data.dataset != "files" && self.data.train_size == 0 {
             bail!("data.train_size must be at least 1 for a generated dataset");
         }
@@ -445,16 +467,16 @@ impl TrainConfig {
             .collect()
     }
 
-    /// The curriculum stage of a run's epoch: the search stage's epochs train at stage 0 and come
-    /// before the curriculum's epoch 0.
+    /// The curriculum stage of a run's epoch: the recall and search stages' epochs train at stage 0
+    /// and come before the curriculum's epoch 0.
     pub fn stage_of_epoch(&self, epoch: usize) -> usize {
-        self.curriculum.stage_of_epoch(epoch.saturating_sub(self.data.search_epochs))
+        self.curriculum.stage_of_epoch(epoch.saturating_sub(self.data.pre_curriculum_epochs()))
     }
 
-    /// How an epoch's sequences are built: the search stage trains every variant on the language
-    /// listing (as CoT: no markers, no thoughts), later epochs on the configured variant.
+    /// How an epoch's sequences are built: the recall and search stages train every variant in
+    /// language (as CoT: no markers, no thoughts), later epochs on the configured variant.
     pub fn curriculum_of_epoch(&self, epoch: usize) -> Curriculum {
-        let variant = if epoch < self.data.search_epochs { Variant::Cot } else { self.curriculum.variant };
+        let variant = if epoch < self.data.pre_curriculum_epochs() { Variant::Cot } else { self.curriculum.variant };
         Curriculum { variant, ..self.curriculum.clone() }
     }
 }

@@ -37,7 +37,7 @@ impl DataPlan {
     /// Whether some epoch trains on other questions than the first split as it is.
     pub fn draws_new(&self) -> bool {
         let d = &self.section;
-        d.fresh_each_epoch || d.graph_warmup.is_some() || d.search_epochs > 0 || d.search_share > 0.0
+        d.fresh_each_epoch || d.graph_warmup.is_some() || d.recall_epochs > 0 || d.search_epochs > 0 || d.search_share > 0.0
     }
 
     /// Which of an epoch's `n` questions train as search listings (`data.search_share`; none during
@@ -45,7 +45,7 @@ impl DataPlan {
     pub fn listings(&self, epoch: usize, n: usize) -> Vec<bool> {
         use rand::{Rng, SeedableRng};
         let share = self.section.search_share;
-        if share <= 0.0 || epoch < self.section.search_epochs {
+        if share <= 0.0 || epoch < self.section.pre_curriculum_epochs() {
             return vec![false; n];
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.section.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
@@ -59,9 +59,13 @@ impl DataPlan {
         if !self.draws_new() {
             return Ok(None);
         }
+        if epoch < self.section.recall_epochs {
+            let seed = self.section.seed ^ (epoch as u64).wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
+            return Ok(Some(prosqa::generate_recall(self.section.train_size, seed, &self.never_train)));
+        }
         let fresh = fresh_train_items(&self.section, epoch, &self.never_train)?;
         let seed = self.section.seed ^ epoch as u64;
-        if epoch < self.section.search_epochs {
+        if self.section.is_search_epoch(epoch) {
             return Ok(Some(search_items(fresh.as_deref().unwrap_or(&self.train), seed)?));
         }
         let listings = self.listings(epoch, fresh.as_ref().map_or(self.train.len(), Vec::len));
@@ -123,7 +127,7 @@ fn fresh_exclude(val: &[Item], official: &Path) -> Result<HashSet<String>> {
 /// `fresh_each_epoch`), deterministic in (`seed`, `epoch`) so a resumed run sees the same data.
 fn fresh_train_items(d: &DataSection, epoch: usize, exclude: &HashSet<String>) -> Result<Option<Vec<Item>>> {
     let seed = d.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    if let Some(small) = d.graph_warmup.as_ref().and_then(|w| w.gen_config(epoch)) {
+    if let Some(small) = d.graph_warmup.as_ref().and_then(|w| w.gen_config(epoch.saturating_sub(d.recall_epochs))) {
         if d.dataset != "prosqa" {
             bail!("data.graph_warmup needs data.dataset = \"prosqa\", not `{}`", d.dataset);
         }
@@ -175,6 +179,7 @@ mod tests {
             val_file: None,
             fresh_each_epoch: true,
             graph_warmup: None,
+            recall_epochs: 0,
             search_epochs: 0,
             search_share: 0.0,
             equal_option_parents: false,
@@ -295,5 +300,32 @@ mod tests {
             assert!(s.steps.iter().all(|step| item.question.contains(step.as_str())), "only facts the question states");
         }
         assert!(search_items(&[Item::text("q", &["s"], "a")], 0).unwrap_err().to_string().contains("search_epochs"));
+    }
+
+    #[test]
+    fn recall_stage_comes_first_then_the_search_stage_then_the_curriculum() {
+        let d = DataSection { fresh_each_epoch: false, recall_epochs: 2, search_epochs: 1, ..prosqa_section(60, 20, 4) };
+        let plan = DataPlan::new(&d, &official()).unwrap();
+        let (zero, one) = (plan.epoch_items(0).unwrap().unwrap(), plan.epoch_items(1).unwrap().unwrap());
+        assert_eq!(zero, plan.epoch_items(0).unwrap().unwrap(), "a resumed run sees the same recall questions");
+        assert_ne!(zero, one, "each recall epoch draws new questions");
+        for item in zero.iter().chain(&one) {
+            let names = item.idx_to_symbol.as_ref().unwrap();
+            let starts: Vec<usize> = item.edges.as_ref().unwrap().iter().map(|e| e[0]).collect();
+            assert!((0..names.len()).all(|v| starts.iter().filter(|&&s| s == v).count() <= 1), "one child per concept");
+            assert!(!plan.val.iter().any(|v| v.question == item.question));
+        }
+        let search = plan.epoch_items(2).unwrap().unwrap();
+        assert!(search.iter().zip(&plan.train).all(|(s, t)| s.question == t.question && s.steps.len() >= t.steps.len()), "epoch 2: the first split's listings");
+        assert_eq!(plan.listings(1, 5), vec![false; 5]);
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny-overfit.toml")).unwrap();
+        let mut cfg: TrainConfig = toml::from_str(&text).unwrap();
+        cfg.curriculum = Curriculum { epochs_per_stage: 1, ..Curriculum::default() };
+        cfg.data.recall_epochs = 2;
+        cfg.data.search_epochs = 1;
+        assert_eq!([0, 1, 2, 3, 4].map(|e| cfg.stage_of_epoch(e)), [0, 0, 0, 0, 1]);
+        assert_eq!([1, 3].map(|e| cfg.curriculum_of_epoch(e).variant), [Variant::Cot, Variant::Coconut]);
+        assert_eq!(cfg.data.dataset, "files");
+        assert!(cfg.validate().unwrap_err().to_string().contains("data.recall_epochs"), "recall needs ProsQA's words");
     }
 }

@@ -13,11 +13,13 @@
 //! One file a concern: [`generator`] (Algorithm 1 and the search stage's listing), [`graph`]
 //! (the DAG and its searches), [`rng`] (the generator's random stream), [`validate`] (an item's graph
 //! against its text), [`stats`] (dataset statistics and the fit to the official sets),
-//! [`question`] (a question's text read back into its graph).
+//! [`question`] (a question's text read back into its graph), [`recall`] (recall questions: one
+//! child per concept, the lookup without ambiguity).
 
 mod generator;
 mod graph;
 mod question;
+mod recall;
 mod rng;
 mod stats;
 mod validate;
@@ -25,6 +27,7 @@ mod validate;
 pub use generator::{GenConfig, MAX_DRAWS_PER_QUESTION, breadth_first_steps, generate, make_item, pick_question};
 pub use graph::Graph;
 pub use question::{ParsedQuestion, parse_question};
+pub use recall::{generate_recall, recall_question};
 pub use rng::Xoshiro256;
 pub use stats::{Comparison, DatasetStats, ItemStats, MeanSd, compare, dataset_stats, item_stats};
 pub use validate::validate;
