@@ -115,11 +115,13 @@ pub fn wider(model: Gpt2, config: &Gpt2Config, k: usize, heads: Heads, noise: f6
     let h = h
         .into_iter()
         .map(|mut b| {
-            assert!(b.attn.qkv_conv.is_none(), "widening a model with qkv_conv is not supported");
+            assert!(b.attn.qkv_conv.is_none() || heads == Heads::More, "widening the heads of a model with qkv_conv is not supported");
             b.ln_1 = widen_norm(b.ln_1, k, 1.0);
             match heads {
                 Heads::More => {
                     b.attn.c_attn = widen_linear(b.attn.c_attn, k, 3, 1.0, noise);
+                    // The convolution over time is per feature: each copied feature keeps its taps.
+                    b.attn.qkv_conv = b.attn.qkv_conv.map(|c| leaf(tile_sections(c.val(), 3, k)));
                     b.attn.c_proj = widen_linear(b.attn.c_proj, k, 1, residual, noise);
                     b.attn.n_head *= k;
                     b.attn.length_scale = b.attn.length_scale.map(|s| leaf(s.val().repeat_dim(0, k)));
@@ -145,13 +147,16 @@ fn leaf<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(t.detach())
 }
 
+/// `t` `[rows, cols]` read as `sections` equal column blocks (q | k | v), each tiled k times.
+fn tile_sections(t: Tensor<2>, sections: usize, k: usize) -> Tensor<2> {
+    let width = t.dims()[1] / sections;
+    Tensor::cat((0..sections).map(|s| t.clone().narrow(1, s * width, width).repeat_dim(1, k)).collect(), 1)
+}
+
 /// `w` `[d_in, d_out]`: rows tiled k times / k (the input is k copies); the output's `sections`
 /// (q | k | v for `c_attn`) each tiled k times, times `scale`.
 fn widen_linear(l: Linear, k: usize, sections: usize, scale: f32, noise: f64) -> Linear {
-    let tile_out = |t: Tensor<2>| {
-        let width = t.dims()[1] / sections;
-        Tensor::cat((0..sections).map(|s| t.clone().narrow(1, s * width, width).repeat_dim(1, k)).collect(), 1) * scale
-    };
+    let tile_out = |t: Tensor<2>| tile_sections(t, sections, k) * scale;
     let w = tile_out(l.weight.val().repeat_dim(0, k) / k as f32);
     let w = with_noise(w, noise);
     let bias = l.bias.map(|b| leaf(tile_out(b.val().unsqueeze::<2>()).squeeze_dim::<1>(0)));
@@ -255,6 +260,18 @@ mod tests {
             let expected = hidden.clone().repeat_dim(2, 2) / 2f32.sqrt();
             let (dl, dh) = (max_diff(wide_logits, logits.clone()), max_diff(wide_hidden, expected.clone()));
             assert!(dl < 1e-4 && dh < 1e-4, "{position:?}: logits moved by {dl}, the last hidden state by {dh}");
+
+            // With the convolution over time on q, k, v (random taps: the identity would test nothing).
+            let conv_config = Gpt2Config { qkv_conv: 3, ..config.clone() };
+            let mut conv_model = conv_config.init(&device);
+            for b in &mut conv_model.h {
+                b.attn.qkv_conv = b.attn.qkv_conv.take().map(|c| leaf(c.val().random_like(Distribution::Normal(0.0, 0.7))));
+            }
+            let (conv_logits, conv_hidden) = thoughts_then_logits(&conv_model, &ids);
+            let (wide, _) = wider(conv_model, &conv_config, 2, Heads::More, 0.0);
+            let (wide_logits, wide_hidden) = thoughts_then_logits(&wide, &ids);
+            let (dl, dh) = (max_diff(wide_logits, conv_logits), max_diff(wide_hidden, conv_hidden.repeat_dim(2, 2) / 2f32.sqrt()));
+            assert!(dl < 1e-4 && dh < 1e-4, "{position:?}, qkv_conv: logits moved by {dl}, the last hidden state by {dh}");
 
             // Wider heads: 4 heads of 16 features, the first 8 rotated (rotary) as before.
             let (wide, wide_config) = wider(model, &config, 2, Heads::Wider, 0.0);

@@ -61,8 +61,8 @@ pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Result<(Gpt2Config, 
             let model = model.resize_vocab(vocab, from);
             let config = Gpt2Config { vocab_size: vocab, ..config };
             device.seed(cfg.run.seed);
-            if cfg.run.grow_width > 1 && config.qkv_conv > 0 {
-                bail!("run.grow_width: widening a model with qkv_conv is not supported");
+            if cfg.run.grow_width > 1 && config.qkv_conv > 0 && cfg.run.grow_heads.heads() == grow::Heads::Wider {
+                bail!("run.grow_heads = \"wider\": widening the heads of a model with qkv_conv is not supported (grow_heads = \"more\" copies them)");
             }
             let (model, config) = grow::wider(model, &config, cfg.run.grow_width, cfg.run.grow_heads.heads(), GROW_NOISE);
             let (model, config) = grow::deeper(model, &config, cfg.run.grow_layers);
