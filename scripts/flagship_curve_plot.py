@@ -4,7 +4,7 @@
 Reads the run's metrics.jsonl (validation accuracy on 200 generated full-size questions after every
 epoch, with the run's elapsed seconds and learning rate) and results/flagship/<run name>.jsonl (the kept
 epoch models on four generated sets: scripts/flagship-curve), and writes OUT.svg with the curriculum's
-phases shaded (search stage, stages 0-6, graph growth, full size, learning-rate decay). With
+phases shaded (recall and search stages, stages 0-6, graph growth or the final stage, learning-rate decay). With
 COMPARE_RUN_DIR, that run's official-size curve (seed 9001) is drawn dashed on the same axes, by epoch
 (the same schedule) placed at this run's hours where this run has them.
 
@@ -38,16 +38,22 @@ parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font
          f'<rect width="{W}" height="{H}" fill="white"/>']
 # Phases by epoch, from the config.
 d, c, o = cfg["data"], cfg["curriculum"], cfg["optim"]
-search = d.get("search_epochs", 0)
-grow_from = search + d["graph_warmup"]["hold_epochs"]
-grow_to = search + d["graph_warmup"]["epochs"]
+recall = d.get("recall_epochs", 0)
+search = recall + d.get("search_epochs", 0)
 decay_from = cfg["run"]["epochs"] - o.get("decay_epochs", 0)
-phases = [(0, search, "#fdf6e3", "search"), (search, grow_from, "#eef6ee", "stages 0-6, small graphs"),
-          (grow_from, grow_to, "#fff0e0", "graphs grow"), (grow_to, decay_from, "#eef2fa", "full size, lr 1e-3"),
-          (decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays")]
+phases = [(0, recall, "#fbeaea", "recall"), (recall, search, "#fdf6e3", "search")]
+if "graph_warmup" in d:
+    grow_from = search + d["graph_warmup"]["hold_epochs"]
+    grow_to = search + d["graph_warmup"]["epochs"]
+    phases += [(search, grow_from, "#eef6ee", "stages 0-6, small graphs"), (grow_from, grow_to, "#fff0e0", "graphs grow"),
+               (grow_to, decay_from, "#eef2fa", "full size, lr 1e-3")]
+else:
+    latent_to = search + c.get("epochs_per_stage", 1) * (c.get("max_latent_stage", 0) + 1)
+    phases += [(search, latent_to, "#eef6ee", "stages 0-6"), (latent_to, decay_from, "#eef2fa", "final stage, lr 1e-3")]
+phases.append((decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays"))
 done = max(hours)
 for a, b, fill, name in phases:
-    if a >= done:
+    if a >= done or a == b:
         continue
     x0, x1 = x(hours[a]), x(hours[min(b, done)])
     parts.append(f'<rect x="{x0:.1f}" y="{T}" width="{max(x1 - x0, 0):.1f}" height="{H - B - T}" fill="{fill}"/>')
