@@ -193,6 +193,17 @@ impl DataSection {
     pub fn is_search_epoch(&self, epoch: usize) -> bool {
         (self.recall_epochs..self.pre_curriculum_epochs()).contains(&epoch)
     }
+
+    /// The stage before the curriculum that `epoch` belongs to, if any.
+    pub fn pre_curriculum_stage(&self, epoch: usize) -> Option<&'static str> {
+        if epoch < self.recall_epochs {
+            Some("recall stage")
+        } else if self.is_search_epoch(epoch) {
+            Some("search stage")
+        } else {
+            None
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

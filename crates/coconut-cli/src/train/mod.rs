@@ -257,14 +257,7 @@ impl Run {
                 let sps = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 window = (Instant::now(), 0);
                 let (epoch, stage) = (trainer.state.epoch, trainer.state.stage);
-                let d = &self.cfg.data;
-                let phase = if epoch < d.recall_epochs {
-                    "recall stage".to_string()
-                } else if d.is_search_epoch(epoch) {
-                    "search stage".to_string()
-                } else {
-                    format!("stage {stage}")
-                };
+                let phase = self.cfg.data.pre_curriculum_stage(epoch).map_or_else(|| format!("stage {stage}"), str::to_string);
                 self.bar.set_message(format!("epoch {epoch} {phase} loss {loss:.4} {sps:.1} samples/s"));
                 let time_s = trainer.state.elapsed_s + self.clock.elapsed().as_secs_f64();
                 let row = serde_json::json!({"step": step, "epoch": epoch, "stage": stage, "loss": loss, "lr": lr, "samples_per_s": sps, "time_s": time_s});
