@@ -15,6 +15,13 @@ the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the C
       for every new token, as the official code does, and (ii) with HF's KV cache; and batched
       KV-cached decoding for the throughput figures.
 
+With `"rope"` or `"qkv_conv"` in the config (the flagship's attention), each block's q, k, v
+projection is followed by the same work as ours: the causal depthwise convolution over time
+(Conv1d, one filter a feature) and the rotation of the first `rotary_dims` features of each head's
+q and k (GPT-NeoX halves). HF's learned positions stay (one add per token). Over the KV cache the
+convolution reads the new positions only (zeros before them): the same work, not the same numbers;
+this script measures time only.
+
 Usage: bench_reference.py IN.json OUT.json
 """
 import json
@@ -40,11 +47,56 @@ def clock():
     return time.perf_counter()
 
 
+class Positions:
+    """The position ids of the forward call under way (what the rotation reads)."""
+    ids = None
+
+
+def forward(model, **kw):
+    Positions.ids = kw["position_ids"]
+    return model.transformer(**kw)
+
+
+class FlagshipQkv(torch.nn.Module):
+    """c_attn, then the causal convolution over time of q, k, v, then the rotation of q and k."""
+
+    def __init__(self, c_attn, cfg):
+        super().__init__()
+        self.c_attn, self.d, self.heads = c_attn, cfg["n_embd"], cfg["n_head"]
+        self.rotary = cfg["rotary_dims"] if cfg.get("rope") else 0
+        w = cfg.get("qkv_conv", 0)
+        self.conv = torch.nn.Conv1d(3 * self.d, 3 * self.d, w, groups=3 * self.d, padding=w - 1, bias=False) if w else None
+
+    def forward(self, x):
+        y = self.c_attn(x)
+        if self.conv is not None:
+            y = self.conv(y.transpose(1, 2))[:, :, : x.shape[1]].transpose(1, 2)
+        if not self.rotary:
+            return y
+        b, n, _ = y.shape
+        hd, r = self.d // self.heads, self.rotary
+        q, k, v = y.split(self.d, dim=2)
+        theta = 10000.0 ** (-torch.arange(0, r, 2, device=y.device, dtype=torch.float32) / r)
+        angle = Positions.ids[:, :, None].float() * theta  # [b, n, r/2]
+        cos, sin = angle.cos()[:, :, None, :], angle.sin()[:, :, None, :]
+
+        def rotate(t):
+            t = t.reshape(b, n, self.heads, hd)
+            a, c, rest = t[..., : r // 2], t[..., r // 2 : r], t[..., r:]
+            return torch.cat([a * cos - c * sin, c * cos + a * sin, rest], dim=-1).reshape(b, n, self.d)
+
+        return torch.cat([rotate(q), rotate(k), v], dim=2)
+
+
 def model_from(cfg):
     c = GPT2Config(vocab_size=cfg["vocab_size"], n_positions=cfg["n_positions"], n_embd=cfg["n_embd"], n_layer=cfg["n_layer"],
                    n_head=cfg["n_head"], n_inner=cfg.get("n_inner"), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     torch.manual_seed(0)
-    return GPT2LMHeadModel(c).to(DEV)
+    model = GPT2LMHeadModel(c)
+    if cfg.get("rope") or cfg.get("qkv_conv"):
+        for block in model.transformer.h:
+            block.attn.c_attn = FlagshipQkv(block.attn.c_attn, cfg)
+    return model.to(DEV)
 
 
 def tensors(batch):
@@ -61,7 +113,7 @@ def coconut_forward(model, ids, mask, pos, latents, feed_back=True):
     hidden, cache, start = [], None, 0
     for i in range(n + 1):
         end = cols[i] if i < n else ids.shape[1]
-        out = model.transformer(inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :end], position_ids=pos[:, start:end],
+        out = forward(model, inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :end], position_ids=pos[:, start:end],
                                 past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         hidden.append(out.last_hidden_state)
@@ -84,6 +136,8 @@ class Optimizers:
     def __init__(self, model, kind):
         named = list(model.named_parameters())
         matrix = lambda n, p: kind == "muon" and p.ndim == 2 and n.split(".")[-2] in ("c_attn", "c_proj", "c_fc")
+        # (the flagship's c_attn sits one level down, `attn.c_attn.c_attn`: still "c_attn"; its
+        # convolution taps are 3-D, AdamW's, as ours)
         self.opts = [torch.optim.AdamW([p for n, p in named if not matrix(n, p)], lr=1e-4, weight_decay=0.01)]
         if kind == "muon":
             muon = [p for n, p in named if matrix(n, p)]
@@ -107,7 +161,7 @@ def train_rate(model, batch, steps, multipass, optimizer):
             hidden, _ = coconut_forward(model, ids, mask, pos, latents)
             loss = loss_of(model, hidden, labels)
         else:
-            out = model.transformer(input_ids=ids, attention_mask=mask, position_ids=pos)
+            out = forward(model, input_ids=ids, attention_mask=mask, position_ids=pos)
             loss = loss_of(model, out.last_hidden_state, labels)
         loss.backward()
         opt.step()
@@ -153,7 +207,7 @@ def decode_cached(model, prompts, new_tokens):
     done = nxt[:, 0] == EOS
     for _ in range(new_tokens - 1):
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        out = model.transformer(input_ids=nxt, attention_mask=mask, position_ids=p, past_key_values=cache, use_cache=True)
+        out = forward(model, input_ids=nxt, attention_mask=mask, position_ids=p, past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         nxt = model.lm_head(out.last_hidden_state[:, -1]).argmax(-1, keepdim=True)
         done |= nxt[:, 0] == EOS

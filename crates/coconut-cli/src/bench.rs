@@ -14,6 +14,7 @@ use burn::prelude::*;
 use coconut::curriculum::{Curriculum, Tokenized, Variant, collate};
 use coconut::generate::generate;
 use coconut::train::{OptimConfig, OptimizerKind, optimizer_step, optimizer_step_multi};
+use coconut::gpt2::Position;
 use coconut::{CoconutTokenizer, Gpt2Config, coconut::DeviceBatch, prosqa};
 use serde_json::{Value, json};
 
@@ -38,19 +39,23 @@ fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize, OptimizerKind)>
     let adamw = OptimizerKind::Adamw;
     Ok(match name {
         // What `cargo run --release` trains: the flagship config's model, batch size and optimizer.
-        "flagship" => {
-            let cfg = crate::train::TrainConfig::load(&repository().join(crate::DEFAULT_CONFIG))?;
-            let m = cfg.model.as_ref().context("the flagship config has a [model]")?;
-            (m.gpt2_config(vocab), cfg.optim.batch_size, cfg.optim.optimizer)
-        }
+        "flagship" => from_config(&repository().join(crate::DEFAULT_CONFIG), vocab)?,
+        // Any training config's model, batch size and optimizer (a recipe before it is the default).
+        path if path.ends_with(".toml") => from_config(Path::new(path), vocab)?,
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
         "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32, adamw),
         // The page models' shape (2 layers, 128 wide).
         "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32, adamw),
         // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
         "gpt2" => (Gpt2Config::gpt2_124m(), 8, adamw),
-        other => bail!("--config `{other}`: one of flagship, small, page, gpt2"),
+        other => bail!("--config `{other}`: one of flagship, small, page, gpt2, or a training config (.toml)"),
     })
+}
+
+fn from_config(path: &Path, vocab: usize) -> Result<(Gpt2Config, usize, OptimizerKind)> {
+    let cfg = crate::train::TrainConfig::load(path)?;
+    let m = cfg.model.as_ref().with_context(|| format!("{} has no [model] (a from-scratch config is needed)", path.display()))?;
+    Ok((m.gpt2_config(vocab), cfg.optim.batch_size, cfg.optim.optimizer))
 }
 
 /// Training FLOPs per token of a GPT-2 (forward + backward = 3 × forward): 2 × weights in the
@@ -137,7 +142,8 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
     let mut report = json!({
         "config": args.config,
-        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params() },
+        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params(),
+                   "position": format!("{:?}", config.position).to_lowercase(), "qkv_conv": config.qkv_conv },
         "batch_size": batch_size,
         "optimizer": optimizer,
         "threads": threads,
@@ -159,7 +165,9 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
         let (prompts, new_tokens) = (&generation.prompts, &generation.new_tokens);
         let spec = json!({
             "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
-                        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner },
+                        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner,
+                        "rope": config.position == Position::Rope,
+                        "rotary_dims": config.rotary_dims.unwrap_or(config.n_embd / config.n_head), "qkv_conv": config.qkv_conv },
             "threads": threads,
             "optimizer": optimizer,
             "device": args.reference_device,

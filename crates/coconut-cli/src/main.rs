@@ -208,7 +208,8 @@ enum Command {
     /// transformers (at both thread counts) in the same run and reports ratios.
     Bench {
         /// Model shape: flagship (the model `cargo run --release` trains, from its config), small (4×256),
-        /// page (2×128, 4 heads, learned positions), gpt2 (GPT-2 124M).
+        /// page (2×128, 4 heads, learned positions), gpt2 (GPT-2 124M), or a training config's path
+        /// (`.toml`: its model, batch size and optimizer).
         #[arg(long, default_value = "small")]
         config: String,
         /// Write the results here (JSON); a Markdown table goes next to it (.md).

@@ -412,7 +412,7 @@ impl Attention {
                     Some(p) => Tensor::cat(vec![p, projected], 1),
                     None => projected,
                 };
-                (convolve(seen.clone(), c.val(), len), Some(seen))
+                (fused::causal_conv(seen.clone(), c.val(), len), Some(seen))
             }
         };
         let mut qkv = projected.chunk(3, 2).into_iter();
@@ -434,18 +434,6 @@ impl Attention {
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
         (self.c_proj.forward(y), (k, v), seen)
     }
-}
-
-/// The causal convolution over time at the last `len` of `seen`'s positions: out[t] = Σ_j c[j] ⊙
-/// seen[t − j], with seen[t < 0] = 0. `seen` `[batch, total, f]`, `c` `[w, f]`.
-fn convolve(seen: Tensor<3>, c: Tensor<2>, len: usize) -> Tensor<3> {
-    let [batch, total, f] = seen.dims();
-    let w = c.dims()[0];
-    let back = (w - 1).min(total - len);
-    let window = seen.narrow(1, total - len - back, len + back);
-    let padded = if back < w - 1 { Tensor::cat(vec![Tensor::zeros([batch, w - 1 - back, f], &window.device()), window], 1) } else { window };
-    // padded[i] is position total − len − (w − 1) + i; out[t] reads it at i = t − j − (total − len) + w − 1.
-    (0..w).map(|j| padded.clone().narrow(1, w - 1 - j, len) * c.clone().narrow(0, j, 1).unsqueeze::<3>()).reduce(|a, b| a + b).expect("w >= 1")
 }
 
 /// The rotary angles of one forward call's positions: `cos(p·θ_f)`, `sin(p·θ_f)` as

@@ -543,8 +543,8 @@ mod tests {
         for path in config_files() {
             let name = path.strip_prefix(root.join("configs")).unwrap_or(&path).display().to_string();
             let stem = name.trim_end_matches(".toml");
-            // The flagship's Table-1 siblings are listed once, by their suffix.
-            let sibling = stem.strip_prefix("prosqa-page-coconut-muon-").map(|v| format!("`-{v}.toml`"));
+            // A recipe's Table-1 siblings are listed once, by their suffix.
+            let sibling = stem.strip_prefix("prosqa-page-coconut-muon-").or_else(|| stem.strip_prefix("prosqa-recall-")).map(|v| format!("`-{v}.toml`"));
             assert!(
                 readme.contains(&format!("configs/{name}")) || sibling.is_some_and(|s| readme.contains(&s)),
                 "configs/{name} is not described in README.md's config table"

@@ -10,6 +10,9 @@
 //!   dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂)), dγ = Σ g·x̂, dβ = Σ g (sums over rows).
 //! - attention softmax: y = softmax(scale·x + mask), mask 0 or −∞ per (query, key);
 //!   dx = scale·y·(g − Σ g·y).
+//! - causal depthwise convolution over time (`model.qkv_conv`), at the last `len` of `total`
+//!   positions: y[t] = Σ_j c[j] ⊙ x[t − j] (x before position 0 is 0);
+//!   dx[s] = Σ_j c[j] ⊙ g[s + j], dc[j] = Σ_t g[t] ⊙ x[t − j] (sums over the batch too).
 //!
 //! Burn's backend extension routes the ops to Flex (and to `Autodiff<Flex>`, whose backward calls
 //! the Flex gradients). Every other backend (WebGPU, wgpu, CUDA, ndarray) takes the unfused
@@ -44,6 +47,10 @@ pub trait FusedOps: Backend {
     fn fused_attention_softmax(x: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
     /// dx = scale·y·(g − Σ g·y).
     fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// The causal convolution of `x` `[b, total, f]` by `c` `[w, f]` at the last `len` positions: `[b, len, f]`.
+    fn fused_causal_conv(x: FloatTensor<Self>, c: FloatTensor<Self>, len: usize) -> FloatTensor<Self>;
+    /// `(dx, dc)`.
+    fn fused_causal_conv_backward(x: FloatTensor<Self>, c: FloatTensor<Self>, grad: FloatTensor<Self>, len: usize) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 static UNFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -99,6 +106,15 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>
     burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
 }
 
+/// The causal convolution over time at the last `len` of `x`'s positions: y[t] = Σ_j c[j] ⊙
+/// x[t − j], with x before its first position 0. `x` `[batch, total, f]`, `c` `[w, f]`.
+pub fn causal_conv(x: Tensor<3>, c: Tensor<2>, len: usize) -> Tensor<3> {
+    if fused_on(&x.device()) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_causal_conv(x.into_dispatch(), c.into_dispatch(), len));
+    }
+    composed::causal_conv(x, c, len)
+}
+
 /// The unfused compositions of Burn ops: the other backends' path and the tests' reference.
 pub mod composed {
     use super::*;
@@ -117,6 +133,17 @@ pub mod composed {
     /// softmax(scale·x + bias) with `bias` `[b, 1, q, k]` broadcast over the heads.
     pub fn attention_softmax(x: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
         burn::tensor::activation::softmax(x.mul_scalar(scale) + bias, 3)
+    }
+
+    /// The causal convolution as `w` shifted views of `x`, each scaled by its tap, summed.
+    pub fn causal_conv(x: Tensor<3>, c: Tensor<2>, len: usize) -> Tensor<3> {
+        let [batch, total, f] = x.dims();
+        let w = c.dims()[0];
+        let back = (w - 1).min(total - len);
+        let window = x.narrow(1, total - len - back, len + back);
+        let padded = if back < w - 1 { Tensor::cat(vec![Tensor::zeros([batch, w - 1 - back, f], &window.device()), window], 1) } else { window };
+        // padded[i] is position total − len − (w − 1) + i; y[t] reads it at i = t − j + w − 1 (t counted from total − len).
+        (0..w).map(|j| padded.clone().narrow(1, w - 1 - j, len) * c.clone().narrow(0, j, 1).unsqueeze::<3>()).reduce(|a, b| a + b).expect("w >= 1")
     }
 }
 
@@ -191,6 +218,29 @@ mod flex {
             attention_softmax_backward(&ys, dx.storage_mut::<f32>(), d, scale as f32);
             dx
         }
+
+        fn fused_causal_conv(x: FlexTensor, c: FlexTensor, len: usize) -> FlexTensor {
+            let dims = conv_dims(&x, len);
+            let (xs, cs) = (f32_data(&x), f32_data(&c));
+            let mut y = vec![0f32; dims[0] * len * dims[3]];
+            causal_conv(&xs, &cs, dims, &mut y);
+            FlexTensor::from_data(TensorData::new(y, [dims[0], len, dims[3]]))
+        }
+
+        fn fused_causal_conv_backward(x: FlexTensor, c: FlexTensor, grad: FlexTensor, len: usize) -> (FlexTensor, FlexTensor) {
+            let dims = conv_dims(&x, len);
+            let (xs, cs, gs) = (f32_data(&x), f32_data(&c), f32_data(&grad));
+            let (mut dx, mut dc) = (vec![0f32; xs.len()], vec![0f32; cs.len()]);
+            causal_conv_backward(&xs, &cs, &gs, dims, &mut dx, &mut dc);
+            (tensor(dx, &x), tensor(dc, &c))
+        }
+    }
+
+    /// `[batch, total, len, features]` of a convolution's input `[batch, total, features]`.
+    fn conv_dims(x: &FlexTensor, len: usize) -> [usize; 4] {
+        let shape = x.layout().shape().as_slice();
+        assert!(shape.len() == 3 && len <= shape[1], "the causal convolution reads [batch, total ≥ len, features]");
+        [shape[0], shape[1], len, shape[2]]
     }
 
     /// Defines kernel `$name`, which runs its body compiled for AVX2 + FMA when the CPU has them
@@ -309,6 +359,47 @@ mod flex {
                 let dot = lanes_dot(y, g);
                 for (g, y) in g.iter_mut().zip(y) {
                     *g = scale * y * (*g - dot);
+                }
+            }
+        }
+    }
+
+    kernel! {
+        /// `y` `[batch, len, f]` (zeros on entry) += Σ_j c[j] ⊙ x[p − j], p = total − len + t.
+        fn causal_conv / causal_conv_baseline(xs: &[f32], c: &[f32], dims: [usize; 4], y: &mut [f32]) {
+            let [batch, total, len, f] = dims;
+            let w = c.len() / f;
+            for b in 0..batch {
+                for t in 0..len {
+                    let p = total - len + t;
+                    let y = &mut y[(b * len + t) * f..][..f];
+                    for j in 0..w.min(p + 1) {
+                        let (x, c) = (&xs[(b * total + p - j) * f..][..f], &c[j * f..][..f]);
+                        y.iter_mut().zip(x).zip(c).for_each(|((y, x), c)| *y += c * x);
+                    }
+                }
+            }
+        }
+    }
+
+    kernel! {
+        /// `dx` `[batch, total, f]` and `dc` `[w, f]` (zeros on entry) accumulate the gradients of
+        /// `causal_conv` for the output gradient `g` `[batch, len, f]`.
+        fn causal_conv_backward / causal_conv_backward_baseline(xs: &[f32], c: &[f32], g: &[f32], dims: [usize; 4], dx: &mut [f32], dc: &mut [f32]) {
+            let [batch, total, len, f] = dims;
+            let w = c.len() / f;
+            for b in 0..batch {
+                for t in 0..len {
+                    let p = total - len + t;
+                    let g = &g[(b * len + t) * f..][..f];
+                    for j in 0..w.min(p + 1) {
+                        let row = (b * total + p - j) * f;
+                        let (x, dx, c, dc) = (&xs[row..][..f], &mut dx[row..][..f], &c[j * f..][..f], &mut dc[j * f..][..f]);
+                        for i in 0..f {
+                            dx[i] += c[i] * g[i];
+                            dc[i] += g[i] * x[i];
+                        }
+                    }
                 }
             }
         }
@@ -456,6 +547,33 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn fused_causal_conv(x: FloatTensor<Self>, c: FloatTensor<Self>, len: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CausalConvBackward;
+        impl<B: FusedOps> Backward<B, 2> for CausalConvBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, usize);
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, c, len) = ops.state;
+                let (dx, dc) = B::fused_causal_conv_backward(x, c, grad, len);
+                let [px, pc] = ops.parents;
+                for (parent, g) in [(px, dx), (pc, dc)] {
+                    if let Some(parent) = parent {
+                        grads.register::<B>(parent.id, g);
+                    }
+                }
+            }
+        }
+        let ((x, nx), (c, nc)) = (x.into_parts(), c.into_parts());
+        match CausalConvBackward.prepare::<C>([nx, nc]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::fused_causal_conv(x.clone(), c.clone(), len);
+                prep.finish((x, c, len), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_causal_conv(x, c, len)),
+        }
+    }
+
     // The gradients themselves are not differentiated again (no second-order training here):
     // they run on the inner backend and come back as constants.
     fn fused_gelu_tanh_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -474,6 +592,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 
     fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
         FloatTensor::<Self>::new(B::fused_attention_softmax_backward(y.into_primitive(), grad.into_primitive(), scale))
+    }
+
+    fn fused_causal_conv_backward(x: FloatTensor<Self>, c: FloatTensor<Self>, grad: FloatTensor<Self>, len: usize) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dc) = B::fused_causal_conv_backward(x.into_primitive(), c.into_primitive(), grad.into_primitive(), len);
+        (FloatTensor::<Self>::new(dx), FloatTensor::<Self>::new(dc))
     }
 }
 
@@ -593,6 +716,27 @@ mod tests {
         let (yc, gc) = value_and_grads(|[x]| composed::attention_softmax(x, bias.clone(), 0.25), &[x], &w);
         assert_close("softmax", yf, yc);
         assert_close("softmax dx", gf[0].clone(), gc[0].clone());
+    }
+
+    #[test]
+    fn causal_conv_matches_the_composition_in_values_and_gradients() {
+        // The whole sequence, and its last 5 positions after 2 (fewer than w − 1) and 9 cached ones.
+        for (total, len) in [(7, 7), (7, 5), (14, 5)] {
+            let (x, w) = (random([2, total, 24], 1.0), random([2, len, 24], 1.0));
+            let c = random([4, 24], 1.0).unsqueeze::<3>();
+            let conv = |fused: bool| {
+                move |[x, c]: [Tensor<3>; 2]| {
+                    let c = c.squeeze_dim::<2>(0);
+                    if fused { causal_conv(x, c, len) } else { composed::causal_conv(x, c, len) }
+                }
+            };
+            let pad = |t: Tensor<3>| Tensor::cat(vec![t, Tensor::zeros([2, total - len, 24], &device())], 1);
+            let (yf, gf) = value_and_grads(|xs| pad(conv(true)(xs)), &[x.clone(), c.clone()], &pad(w.clone()));
+            let (yc, gc) = value_and_grads(|xs| pad(conv(false)(xs)), &[x, c], &pad(w));
+            assert_close("conv", yf, yc);
+            assert_close("conv dx", gf[0].clone(), gc[0].clone());
+            assert_close("conv dc", gf[1].clone(), gc[1].clone());
+        }
     }
 
     /// The kernels run compiled for AVX2 + FMA where the CPU has them; the baseline build of the
