@@ -28,7 +28,7 @@ fn tune_allocator() {
 
 use coconut::BackendKind;
 
-pub(crate) const DEFAULT_CONFIG: &str = "configs/prosqa-page-coconut-muon.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "configs/prosqa-recall-coconut.toml";
 /// The official ProsQA sets: `../shared/prosqa` from the repository root, found from the
 /// source location so that it does not depend on the current directory.
 const OFFICIAL_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/prosqa");
@@ -41,8 +41,8 @@ const COMMITTED_RUNS: &str = "checkpoints";
     version,
     about = "Chain of Continuous Thought (Coconut) on GPT-2, in Rust with Burn.",
     long_about = "Chain of Continuous Thought (Coconut, Hao et al. 2024) on GPT-2, in Rust with Burn.\n\n\
-        With no subcommand, trains the default run (configs/prosqa-page-coconut-muon.toml) into\n\
-        runs/prosqa-page-coconut-muon/, resuming it (or the committed checkpoints/ copy) when it exists."
+        With no subcommand, trains the default run (configs/prosqa-recall-coconut.toml) into\n\
+        runs/prosqa-recall-coconut/, resuming it (or the committed checkpoints/ copy) when it exists."
 )]
 struct Cli {
     /// Compute backend: flex (CPU, default), ndarray (CPU), wgpu (Vulkan/Metal), cuda (feature `cuda`).
@@ -381,14 +381,16 @@ fn default_out(config: &std::path::Path) -> PathBuf {
 fn print_default_plan() {
     println!(
         "coconut: the default run trains {DEFAULT_CONFIG}:\n\
-         \x20 a 2-layer, 128-wide GPT-2 with rotary positions, from scratch (word-level tokenizer), on freshly generated ProsQA:\n\
-         \x20 the search stage (each question followed by every fact reachable from its person), then\n\
-         \x20 the Coconut curriculum: stage 0 = full language chain of thought, then each stage\n\
-         \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts;\n\
-         \x20 small graphs first, growing to the official size; Muon for the blocks' matrices and AdamW for the rest,\n\
-         \x20 optimizer reset at every stage switch, validation accuracy every epoch; one worker per CPU core.\n\
-         Output: runs/prosqa-page-coconut-muon/ (metrics.jsonl, last/, best/). Run it again to resume\n\
-         (from checkpoints/prosqa-page-coconut-muon/ when runs/ has none). `coconut --help` lists every subcommand.\n\
+         \x20 a 2-layer, 128-wide GPT-2 from scratch (word-level tokenizer) with rotary positions and a causal\n\
+         \x20 convolution of width 4 over time on each layer's queries, keys and values, on freshly generated ProsQA:\n\
+         \x20 the recall stage (3 epochs of 15,000 recall questions in language: it forms the lookup), then\n\
+         \x20 the Coconut curriculum at the official size: stage 0 = full language chain of thought, then each stage\n\
+         \x20 replaces one more reasoning step by c=1 continuous thought, up to 6 thoughts (2 epochs a stage),\n\
+         \x20 then the final stage to epoch 53, the learning rate decayed over the last 10; Muon for the blocks'\n\
+         \x20 matrices and AdamW for the rest, validation accuracy every epoch; one worker per CPU core.\n\
+         \x20 About 3 hours on 2 cores; the same recipe reached 73% of the official ProsQA test (RESULTS.md).\n\
+         Output: runs/prosqa-recall-coconut/ (metrics.jsonl, last/, best/, epochs/). Run it again to resume\n\
+         (from checkpoints/prosqa-recall-coconut/ when runs/ has none). `coconut --help` lists every subcommand.\n\
          Compiled backends: {}",
         BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
