@@ -29,6 +29,10 @@ pub struct DeviceBatch {
     pub labels: Option<Tensor<2, Int>>,
     pub latent_counts: Vec<usize>,
     pub first_latent: Option<usize>,
+    /// Frontier supervision's targets `[thoughts, batch, vocab]`: row (i, b) is the uniform
+    /// distribution over the frontier thought i of row b stands for, all zeros without one
+    /// ([`DeviceBatch::with_thought_frontiers`]); `None`: no frontier loss.
+    pub thought_frontiers: Option<Tensor<3>>,
 }
 
 impl DeviceBatch {
@@ -48,7 +52,25 @@ impl DeviceBatch {
             labels: (!b.labels.is_empty()).then(|| ints(b.labels.clone())),
             latent_counts: b.latent_positions.iter().map(Vec::len).collect(),
             first_latent,
+            thought_frontiers: None,
         }
+    }
+
+    /// Adds frontier supervision's targets: `frontiers[b][i]` = the token ids of the frontier row
+    /// b's thought i stands for (`Example::thought_frontiers`).
+    pub fn with_thought_frontiers(mut self, frontiers: &[Vec<Vec<u32>>], vocab: usize) -> Self {
+        let (n, batch) = (self.max_latents(), frontiers.len());
+        let mut w = vec![0f32; n * batch * vocab];
+        for (b, row) in frontiers.iter().enumerate() {
+            for (i, ids) in row.iter().enumerate().take(n) {
+                for &id in ids {
+                    w[(i * batch + b) * vocab + id as usize] += 1.0 / ids.len() as f32;
+                }
+            }
+        }
+        let device = self.input_ids.device();
+        self.thought_frontiers = (n > 0).then(|| Tensor::from_data(TensorData::new(w, [n, batch, vocab]), &device));
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -125,6 +147,19 @@ pub fn lm_loss(model: &Gpt2, hidden: Tensor<3>, labels: Tensor<2, Int>) -> Tenso
     let logp = log_softmax(logits, 2).gather(2, targets.clamp_min(0).unsqueeze_dim(2)).squeeze_dim::<2>(2);
     let total = valid.clone().sum().clamp_min(1.0);
     (logp * valid).sum().neg() / total
+}
+
+/// Frontier supervision: the mean over (thought, row) pairs that have a frontier of the
+/// cross-entropy −Σ_v target(v)·log p(v | thought) of the thought read through the LM head against
+/// its target (`DeviceBatch::thought_frontiers`). Zero when no row has one.
+pub fn frontier_loss(model: &Gpt2, thoughts: &[Tensor<2>], targets: Tensor<3>) -> Tensor<1> {
+    let [n, batch, vocab] = targets.dims();
+    let d = thoughts[0].dims()[1];
+    let hidden = Tensor::stack::<3>(thoughts[..n].to_vec(), 0).reshape([1, n * batch, d]);
+    let logp = log_softmax(model.lm_head(hidden).reshape([n * batch, vocab]), 1);
+    let targets = targets.reshape([n * batch, vocab]);
+    let rows = targets.clone().sum_dim(1).greater_elem(0.0).float().sum().clamp_min(1.0);
+    (logp * targets).sum().neg() / rows
 }
 
 /// The slow reference: for each thought, re-run the whole prefix without a cache; the embedding

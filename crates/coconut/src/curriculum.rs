@@ -88,11 +88,21 @@ pub struct Curriculum {
     pub pad_latent_to_max: bool,
     pub uniform_prob: f64,
     pub epochs_per_stage: usize,
+    /// Frontier supervision (not in the paper; 0 = the paper's objective): adds this weight times
+    /// the cross-entropy of each continuous thought, read through the LM head, against the uniform
+    /// distribution over the breadth-first frontier it stands for (thought d: the concepts d hops
+    /// from the person, `Tokenized::frontiers`): the search the paper finds emerging, asked for.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frontier_weight: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for Curriculum {
     fn default() -> Self {
-        Self { variant: Variant::Coconut, c_thought: 1, max_latent_stage: 6, pad_latent_to_max: true, uniform_prob: 0.0, epochs_per_stage: 5 }
+        Self { variant: Variant::Coconut, c_thought: 1, max_latent_stage: 6, pad_latent_to_max: true, uniform_prob: 0.0, epochs_per_stage: 5, frontier_weight: 0.0 }
     }
 }
 
@@ -105,6 +115,10 @@ pub struct Tokenized {
     /// A search listing (`data.search_share`): its steps are every fact reachable from the person,
     /// and it trains at stage 0, in language, whatever the epoch's stage.
     pub listing: bool,
+    /// ProsQA: the breadth-first frontiers from the person, `frontiers[d − 1]` = the first token of
+    /// each concept d hops away (what frontier supervision asks thought d to name); empty when the
+    /// question is not ProsQA's.
+    pub frontiers: Vec<Vec<u32>>,
 }
 
 impl Tokenized {
@@ -116,8 +130,27 @@ impl Tokenized {
             steps: item.steps.iter().map(|s| tok.encode(&format!("{s}\n"))).collect::<Result<_, _>>()?,
             answer,
             listing: false,
+            frontiers: frontiers(&item.question, tok),
         })
     }
+}
+
+/// The breadth-first frontiers of a ProsQA question from its person (see `Tokenized::frontiers`).
+fn frontiers(question: &str, tok: &CoconutTokenizer) -> Vec<Vec<u32>> {
+    let Ok(q) = crate::prosqa::parse_question(question) else { return Vec::new() };
+    let dist = crate::prosqa::Graph { n: q.names.len(), edges: q.edges.clone() }.distances(q.subject);
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    for (name, &d) in q.names.iter().zip(&dist) {
+        if d == 0 || d == usize::MAX {
+            continue;
+        }
+        let Some(&id) = tok.encode(&format!(" {name}")).or_else(|_| tok.encode(name)).ok().as_ref().and_then(|ids| ids.first()) else { continue };
+        if out.len() < d {
+            out.resize(d, Vec::new());
+        }
+        out[d - 1].push(id);
+    }
+    out
 }
 
 impl Tokenized {
@@ -128,7 +161,7 @@ impl Tokenized {
 
     /// A bare question (for prompts: no steps, no answer).
     pub fn question(question: &str, tok: &CoconutTokenizer) -> Result<Self, TokenizerError> {
-        Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new(), listing: false })
+        Ok(Self { question: tok.encode(&format!("{question}\n"))?, steps: Vec::new(), answer: Vec::new(), listing: false, frontiers: Vec::new() })
     }
 }
 
@@ -138,6 +171,9 @@ pub struct Example {
     pub input_ids: Vec<u32>,
     /// Next-token targets aligned with `input_ids` (`IGNORE` where no loss is taken).
     pub labels: Vec<i64>,
+    /// For each continuous thought, in order: the frontier it stands for (`Tokenized::frontiers`
+    /// of its step: thought j of c per step stands for step ⌊j / c⌋ + 1); empty without one.
+    pub thought_frontiers: Vec<Vec<u32>>,
 }
 
 impl Curriculum {
@@ -190,7 +226,12 @@ impl Curriculum {
         }
         input_ids.extend(&t.answer);
         let labels = input_ids.iter().enumerate().map(|(i, &id)| if i < n_ignored { IGNORE } else { id as i64 }).collect();
-        Example { input_ids, labels }
+        let thought_frontiers = if self.variant.feeds_back() {
+            (0..n_latent).map(|j| t.frontiers.get(j / self.c_thought.max(1)).cloned().unwrap_or_default()).collect()
+        } else {
+            Vec::new()
+        };
+        Example { input_ids, labels, thought_frontiers }
     }
 
     /// The evaluation prompt: question, markers and `k` thoughts, nothing after.

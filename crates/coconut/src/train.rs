@@ -152,20 +152,27 @@ pub fn training_batch(
     device: &Device,
 ) -> DeviceBatch {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let seqs: Vec<_> = indices
+    let (seqs, frontiers): (Vec<_>, Vec<_>) = indices
         .iter()
         .map(|&i| {
             let e = curriculum.example(&data[i], stage, tok.special, &mut rng);
-            (e.input_ids, e.labels)
+            ((e.input_ids, e.labels), e.thought_frontiers)
         })
-        .collect();
-    DeviceBatch::new(&collate(&seqs, tok.special), device)
+        .unzip();
+    let batch = DeviceBatch::new(&collate(&seqs, tok.special), device);
+    if curriculum.frontier_weight > 0.0 { batch.with_thought_frontiers(&frontiers, tok.vocab_size()) } else { batch }
 }
 
 /// Forward + loss of one batch (on an autodiff device the result can be `backward()`ed).
 pub fn batch_loss(model: &Gpt2, batch: &DeviceBatch, curriculum: &Curriculum) -> Tensor<1> {
     let out = coconut::forward(model, batch, curriculum.variant.feeds_back());
-    coconut::lm_loss(model, out.hidden, batch.labels.clone().expect("training batches have labels"))
+    let loss = coconut::lm_loss(model, out.hidden, batch.labels.clone().expect("training batches have labels"));
+    match (&batch.thought_frontiers, out.thoughts.is_empty()) {
+        (Some(targets), false) if curriculum.frontier_weight > 0.0 => {
+            loss + coconut::frontier_loss(model, &out.thoughts, targets.clone()).mul_scalar(curriculum.frontier_weight)
+        }
+        _ => loss,
+    }
 }
 
 /// One optimizer step over `micro` micro-batches (gradient accumulation). Returns the updated

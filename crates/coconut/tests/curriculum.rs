@@ -12,11 +12,11 @@ const X: i64 = IGNORE;
 
 /// question [10, 11]; steps [20], [21, 22], [23]; answer [30, eos].
 fn item() -> Tokenized {
-    Tokenized { question: vec![10, 11], steps: vec![vec![20], vec![21, 22], vec![23]], answer: vec![30, 0], listing: false }
+    Tokenized { question: vec![10, 11], steps: vec![vec![20], vec![21, 22], vec![23]], answer: vec![30, 0], listing: false, frontiers: vec![] }
 }
 
 fn cur(variant: Variant, c: usize, pad: bool) -> Curriculum {
-    Curriculum { variant, c_thought: c, max_latent_stage: 6, pad_latent_to_max: pad, uniform_prob: 0.0, epochs_per_stage: 5 }
+    Curriculum { variant, c_thought: c, max_latent_stage: 6, pad_latent_to_max: pad, uniform_prob: 0.0, epochs_per_stage: 5, frontier_weight: 0.0 }
 }
 
 fn ex(c: &Curriculum, stage: usize) -> (Vec<u32>, Vec<i64>) {
@@ -159,7 +159,7 @@ fn tokenized_items_add_newlines_answer_marker_and_eos() {
 fn validation_asks_each_item_with_its_own_number_of_thoughts() {
     // Items with 2 and 5 steps at stage 3: the official evaluation gives min(stage, steps) thoughts
     // without padding to max (GSM8k), the stage's thoughts with it (ProsQA).
-    let with_steps = |n: usize| Tokenized { question: vec![10], steps: vec![vec![20]; n], answer: vec![30], listing: false };
+    let with_steps = |n: usize| Tokenized { question: vec![10], steps: vec![vec![20]; n], answer: vec![30], listing: false, frontiers: vec![] };
     let data = [with_steps(2), with_steps(5), with_steps(2)];
     let groups = coconut::train::thought_groups(&cur(Variant::Coconut, 1, false), 3, &data);
     assert_eq!(groups.into_iter().collect::<Vec<_>>(), vec![(2, vec![0, 2]), (3, vec![1])]);
@@ -167,4 +167,31 @@ fn validation_asks_each_item_with_its_own_number_of_thoughts() {
     assert_eq!(padded.into_iter().collect::<Vec<_>>(), vec![(3, vec![0, 1, 2])]);
     let cot = coconut::train::thought_groups(&cur(Variant::Cot, 1, false), 3, &data);
     assert_eq!(cot.into_iter().collect::<Vec<_>>(), vec![(0, vec![0, 1, 2])]);
+}
+
+#[test]
+fn frontiers_are_the_concepts_each_hop_away_from_the_person() {
+    // Tom → wumpus → {yumpus, zumpus}; yumpus → gorpus; rempus → gorpus (not reachable from Tom).
+    let q = "Tom is a wumpus. Every wumpus is a yumpus. Every wumpus is a zumpus. Every yumpus is a gorpus. \
+             Every rempus is a gorpus. Is Tom a gorpus or rempus?";
+    let item = Item::text(q, &["Tom is a wumpus.", "Every wumpus is a yumpus.", "Every yumpus is a gorpus."], "Tom is a gorpus.");
+    let tok = CoconutTokenizer::word_level([q, "###"]).unwrap();
+    let t = Tokenized::new(&item, &tok).unwrap();
+    let words = |ids: &[u32]| ids.iter().map(|&i| tok.token(i).unwrap()).collect::<Vec<_>>();
+    let frontiers: Vec<Vec<String>> = t.frontiers.iter().map(|f| words(f)).collect();
+    assert_eq!(frontiers, vec![vec!["wumpus"], vec!["yumpus", "zumpus"], vec!["gorpus"]]);
+    // Stage 2 replaces two steps: thought 1 stands for hop 1, thought 2 for hop 2.
+    let c1 = cur(Variant::Coconut, 1, true);
+    let e = c1.example(&t, 2, tok.special, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(e.thought_frontiers, t.frontiers[..2].to_vec());
+    // Past the last stage the six padded thoughts: hops 1–3, then nothing to name.
+    let e = c1.example(&t, 7, tok.special, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(e.thought_frontiers.len(), 6);
+    assert_eq!(&e.thought_frontiers[..3], &t.frontiers[..]);
+    assert!(e.thought_frontiers[3..].iter().all(Vec::is_empty));
+    // Two thoughts a step: thoughts 1–2 stand for hop 1, 3–4 for hop 2.
+    let e = cur(Variant::Coconut, 2, true).example(&t, 2, tok.special, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(e.thought_frontiers, vec![t.frontiers[0].clone(), t.frontiers[0].clone(), t.frontiers[1].clone(), t.frontiers[1].clone()]);
+    // Nothing fed back, nothing to supervise.
+    assert!(cur(Variant::PauseAsThought, 1, true).example(&t, 2, tok.special, &mut ChaCha8Rng::seed_from_u64(0)).thought_frontiers.is_empty());
 }

@@ -416,6 +416,14 @@ impl TrainConfig {
         if self.data.equal_option_parents && (self.data.dataset != "prosqa" || !(self.data.fresh_each_epoch || self.data.graph_warmup.is_some())) {
             bail!("data.equal_option_parents shapes fresh draws of generated ProsQA: it needs dataset = \"prosqa\" and fresh_each_epoch or a graph warm-up");
         }
+        if self.curriculum.frontier_weight != 0.0 {
+            if !(self.curriculum.frontier_weight.is_finite() && self.curriculum.frontier_weight > 0.0) {
+                bail!("curriculum.frontier_weight must be a positive number (0 = off)");
+            }
+            if self.data.dataset != "prosqa" || !self.curriculum.variant.feeds_back() {
+                bail!("curriculum.frontier_weight supervises continuous thoughts on ProsQA's graphs: it needs dataset = \"prosqa\" and a variant that feeds thoughts back (coconut, no-curriculum)");
+            }
+        }
         if self.data.search_share != 0.0 {
             if !(0.0..=1.0).contains(&self.data.search_share) {
                 bail!("data.search_share must be between 0 and 1");
@@ -550,6 +558,19 @@ mod tests {
                 "configs/{name} is not described in README.md's config table"
             );
         }
+    }
+
+    #[test]
+    fn frontier_supervision_needs_thoughts_fed_back_on_prosqa() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/prosqa-recall-conv-frontier.toml");
+        let mut cfg = TrainConfig::load(&path).unwrap();
+        assert_eq!(cfg.curriculum.frontier_weight, 1.0);
+        cfg.validate().unwrap();
+        cfg.curriculum.variant = Variant::Cot;
+        assert!(cfg.validate().unwrap_err().to_string().contains("feeds thoughts back"));
+        cfg.curriculum.variant = Variant::Coconut;
+        cfg.curriculum.frontier_weight = -1.0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("positive"));
     }
 
     #[test]

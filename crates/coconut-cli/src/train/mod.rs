@@ -359,7 +359,7 @@ mod tests {
     use crate::train::config::TrainConfig;
 
     fn tokens(question: usize, steps: usize) -> Tokenized {
-        Tokenized { question: vec![1; question], steps: vec![vec![2; steps]], answer: vec![3; 4], listing: true }
+        Tokenized { question: vec![1; question], steps: vec![vec![2; steps]], answer: vec![3; 4], listing: true, frontiers: vec![] }
     }
 
     #[test]
