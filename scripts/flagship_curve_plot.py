@@ -5,8 +5,8 @@ Reads the run's metrics.jsonl (validation accuracy on 200 generated full-size qu
 epoch, with the run's elapsed seconds and learning rate) and results/flagship/<run name>.jsonl (the kept
 epoch models on four generated sets: scripts/flagship-curve), and writes OUT.svg with the curriculum's
 phases shaded (recall and search stages, stages 0-6, graph growth or the final stage, learning-rate decay). With
-COMPARE_RUN_DIR, that run's official-size curve (seed 9001) is drawn dashed on the same axes, by epoch
-(the same schedule) placed at this run's hours where this run has them.
+COMPARE_RUN_DIR, that run's official-size curve (seed 9001) is drawn dashed on the same axes, by
+curriculum epoch (each run's recall epochs set aside) placed at this run's hours where this run has them.
 
 Usage: scripts/flagship_curve_plot.py [RUN_DIR] [OUT_PREFIX] [COMPARE_RUN_DIR]
 """
@@ -71,9 +71,11 @@ for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"
                          ("small4243", "#2ca02c", "500 with 6-9 nodes (seed 4243)")]:
     series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
 if compare:
-    other = tomllib.load(open(f"{compare}/config.toml", "rb")).get("optim", {}).get("optimizer", "adamw")
-    series.append((f"500 official size, {other} run (dashed)", "#1f77b4",
-                   [(hours[p["epoch"]], p["full9001"]) for p in sorted(curve_of(compare), key=lambda c: c["epoch"]) if p["epoch"] in hours]))
+    # Aligned by curriculum epoch: a run's recall epochs (data.recall_epochs) come before its epoch 0.
+    recall = lambda d: tomllib.load(open(f"{d}/config.toml", "rb")).get("data", {}).get("recall_epochs", 0)
+    shift = recall(run) - recall(compare)
+    series.append(("500 official size, compared run (dashed)", "#1f77b4",
+                   [(hours[p["epoch"] + shift], p["full9001"]) for p in sorted(curve_of(compare), key=lambda c: c["epoch"]) if p["epoch"] + shift in hours]))
 for i, (name, color, pts) in enumerate(series):
     dash = ' stroke-dasharray="5 3"' if compare and i == len(series) - 1 else ""
     parts.append(f'<polyline points="{" ".join(f"{x(h):.1f},{y(a):.1f}" for h, a in pts)}" fill="none" stroke="{color}" stroke-width="{1 if i == 0 else 2}"{dash}/>')
