@@ -139,7 +139,7 @@ impl Question {
         let g = Graph { n: q.names.len(), edges: q.edges.clone() };
         let tokens = Tokenized::question(question, tok).map_err(|e| e.to_string())?;
         let name_ids: Vec<Vec<u32>> =
-            q.names.iter().map(|n| tok.encode(&format!(" {n}")).or_else(|_| tok.encode(n))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+            q.names.iter().map(|n| tok.encode_name(n)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
         let dist = g.distances(q.subject);
         Ok(Self { q, g, tokens, curriculum: Curriculum { variant, ..Curriculum::default() }, name_ids, dist })
     }

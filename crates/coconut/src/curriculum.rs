@@ -144,7 +144,7 @@ fn frontiers(question: &str, tok: &CoconutTokenizer) -> Vec<Vec<u32>> {
         if d == 0 || d == usize::MAX {
             continue;
         }
-        let Some(&id) = tok.encode(&format!(" {name}")).or_else(|_| tok.encode(name)).ok().as_ref().and_then(|ids| ids.first()) else { continue };
+        let Some(&id) = tok.encode_name(name).ok().as_ref().and_then(|ids| ids.first()) else { continue };
         if out.len() < d {
             out.resize(d, Vec::new());
         }

@@ -144,6 +144,12 @@ impl CoconutTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of a concept's name as a sentence names it (after a space: GPT-2's BPE has its own
+    /// ids for " wumpus"), or of the bare name where that fails.
+    pub fn encode_name(&self, name: &str) -> Result<Vec<u32>, TokenizerError> {
+        self.encode(&format!(" {name}")).or_else(|_| self.encode(name))
+    }
+
     /// Text of `ids`. Word-level tokens are joined with spaces, except before punctuation and
     /// around newlines.
     pub fn decode(&self, ids: &[u32]) -> String {
