@@ -71,13 +71,23 @@ fn the_gpu_script_dry_run_benches_and_resumes_the_run_on_the_cpu() {
             .unwrap();
         assert!(o.status.success(), "gpu-run {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     };
-    sh(&["pack", s(&run)]);
-    assert!(bundle.join("coconut.xz").exists() && bundle.join("run/last/trainer.json").exists());
+    // Two arms: the run, resumed for the window, and a config started there whose length is
+    // fitted to what the window holds after a probe.
+    let fitted = format!("fitted={}:fit", s(&config));
+    sh(&["pack", s(&run), &fitted]);
+    assert!(bundle.join("coconut.xz").exists() && bundle.join("arms/run/last/trainer.json").exists());
     let t0 = std::time::Instant::now();
-    sh(&["go", "--backend", "flex", "--budget", "30", "--bench-steps", "1", "--out", s(&out)]);
+    sh(&["go", "--backend", "flex", "--budget", "30", "--probe", "8", "--bench-steps", "1", "--out", s(&out)]);
     let report = std::fs::read_to_string(out.join("gpu-run.txt")).unwrap();
-    assert!(report.starts_with("backend: flex") && report.contains("time budget of 30 s reached"), "{report}");
+    assert!(report.starts_with("backend: flex") && report.contains("time budget of "), "{report}");
     assert!(out.join("bench-page-flex.json").exists(), "{report}");
     assert!(step(&out.join("run")) > packed, "the run did not advance");
+    // The fitted arm ends at the length the probe chose, its last half decayed, and finishes.
+    let config_of = std::fs::read_to_string(out.join("fitted/config.toml")).unwrap();
+    let epochs: u64 = config_of.lines().find_map(|l| l.strip_prefix("epochs = ")).unwrap().parse().unwrap();
+    assert!(epochs < 1000000 && report.contains("fit fitted:"), "{report}");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("fitted/last/trainer.json")).unwrap()).unwrap();
+    assert_eq!(state["epoch"].as_u64(), Some(epochs), "{report}");
+    assert!(out.join("arms.tar.xz").exists(), "{report}");
     assert!(t0.elapsed().as_secs() < 300, "the dry run took {:?}", t0.elapsed());
 }
