@@ -16,7 +16,7 @@ import tomllib
 
 import os
 
-run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-recall-coconut"
+run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-recall-frontier-coconut"
 out = sys.argv[2] if len(sys.argv) > 2 else f"results/flagship/{os.path.basename(run)}"
 compare = sys.argv[3] if len(sys.argv) > 3 else None
 cfg = tomllib.load(open(f"{run}/config.toml", "rb"))

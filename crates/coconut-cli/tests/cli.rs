@@ -59,7 +59,7 @@ fn missing_hf_files_and_unknown_backends_are_clear_errors() {
 #[test]
 fn help_describes_the_default_run_and_lists_subcommands() {
     let help = String::from_utf8_lossy(&coconut(&["train", "--help"]).stdout).to_string();
-    assert!(help.contains("configs/prosqa-recall-coconut.toml"), "{help}");
+    assert!(help.contains("configs/prosqa-recall-frontier-coconut.toml"), "{help}");
     let help = String::from_utf8_lossy(&coconut(&["--help"]).stdout).to_string();
     for sub in ["import-hf", "score", "tokenize", "train", "generate", "eval", "data", "bench", "export-web"] {
         assert!(help.contains(sub), "--help lacks {sub}");
