@@ -10,7 +10,9 @@ the same work with PyTorch + HuggingFace `transformers` GPT2LMHeadModel on the C
       to AdamW's, as ours) and AdamW for the rest,
   (b) the Coconut multi-pass forward as the paper describes it: n thoughts => n + 1 sequential passes
       over the sequence, reusing the KV cache, each thought = the last hidden state of the position
-      before it, then the loss, backward and the optimizer step,
+      before it, then the loss (with `"frontier_weight"` > 0 also frontier supervision: each thought read
+      through the LM head, cross-entropy against the uniform distribution over its frontier's tokens,
+      the batch's `thought_frontiers`), backward and the optimizer step,
   (c) batch-1 greedy decoding after k thoughts, (i) re-running the whole sequence (thoughts re-derived)
       for every new token, as the official code does, and (ii) with HF's KV cache; and batched
       KV-cached decoding for the throughput figures.
@@ -105,12 +107,13 @@ def tensors(batch):
 
 
 def coconut_forward(model, ids, mask, pos, latents, feed_back=True):
-    """n thoughts => n + 1 passes; pass i runs up to the i-th thought column, reusing the cache."""
+    """n thoughts => n + 1 passes; pass i runs up to the i-th thought column, reusing the cache.
+    Returns the hidden states, the cache and the thoughts ([batch, d] each)."""
     wte = model.transformer.wte
     embeds = wte(ids)
     n = max((len(l) for l in latents), default=0) if feed_back else 0
     cols = sorted({l[i] for l in latents for i in range(len(l))}) if n else []
-    hidden, cache, start = [], None, 0
+    hidden, thoughts, cache, start = [], [], None, 0
     for i in range(n + 1):
         end = cols[i] if i < n else ids.shape[1]
         out = forward(model, inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :end], position_ids=pos[:, start:end],
@@ -120,14 +123,32 @@ def coconut_forward(model, ids, mask, pos, latents, feed_back=True):
         if i < n:
             # The thought: the last hidden state before the latent column, fed back as its embedding.
             thought = out.last_hidden_state[:, -1:, :]
+            thoughts.append(thought[:, 0])
             embeds = torch.cat([embeds[:, :end], thought, embeds[:, end + 1:]], dim=1)
         start = end
-    return torch.cat(hidden, dim=1), cache
+    return torch.cat(hidden, dim=1), cache, thoughts
 
 
 def loss_of(model, hidden, labels):
     logits = model.lm_head(hidden)
     return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+def frontier_targets(batch, n, vocab):
+    """[n, batch, vocab]: thought i of row b trained toward the uniform distribution over its frontier."""
+    rows = batch.get("thought_frontiers") or []
+    t = torch.zeros(n, len(rows), vocab)
+    for b, row in enumerate(rows):
+        for i, ids in enumerate(row[:n]):
+            for tok in ids:
+                t[i, b, tok] += 1.0 / len(ids)
+    return t.to(DEV)
+
+
+def frontier_loss(model, thoughts, targets):
+    logp = torch.log_softmax(model.lm_head(torch.stack(thoughts[: targets.shape[0]])), dim=-1)
+    rows = (targets.sum(-1) > 0).sum().clamp_min(1)
+    return -(logp * targets).sum() / rows
 
 
 class Optimizers:
@@ -152,14 +173,18 @@ class Optimizers:
             o.zero_grad()
 
 
-def train_rate(model, batch, steps, multipass, optimizer):
+def train_rate(model, batch, steps, multipass, optimizer, frontier_weight=0.0):
     ids, labels, mask, pos, latents = tensors(batch)
     opt = Optimizers(model, optimizer)
+    n = max((len(l) for l in latents), default=0)
+    targets = frontier_targets(batch, n, model.config.vocab_size) if frontier_weight > 0 and n > 0 else None
 
     def step():
         if multipass:
-            hidden, _ = coconut_forward(model, ids, mask, pos, latents)
+            hidden, _, thoughts = coconut_forward(model, ids, mask, pos, latents)
             loss = loss_of(model, hidden, labels)
+            if targets is not None:
+                loss = loss + frontier_weight * frontier_loss(model, thoughts, targets)
         else:
             out = forward(model, input_ids=ids, attention_mask=mask, position_ids=pos)
             loss = loss_of(model, out.last_hidden_state, labels)
@@ -190,7 +215,7 @@ def decode_recompute(model, prompt, new_tokens):
     seq = list(prompt)
     for _ in range(new_tokens):
         ids, mask, pos, lat = left_pad([seq], EOS)
-        hidden, _ = coconut_forward(model, ids, mask, pos, lat)
+        hidden, _, _ = coconut_forward(model, ids, mask, pos, lat)
         nxt = int(model.lm_head(hidden[:, -1]).argmax(-1))
         if nxt == EOS:
             break
@@ -201,7 +226,7 @@ def decode_recompute(model, prompt, new_tokens):
 @torch.no_grad()
 def decode_cached(model, prompts, new_tokens):
     ids, mask, pos, lat = left_pad(prompts, EOS)
-    hidden, cache = coconut_forward(model, ids, mask, pos, lat)
+    hidden, cache, _ = coconut_forward(model, ids, mask, pos, lat)
     nxt = model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
     p = pos[:, -1:] + 1
     done = nxt[:, 0] == EOS
@@ -236,7 +261,8 @@ def main():
     out = {"threads": spec["threads"], "device": str(DEV), "torch": torch.__version__, "train_samples_per_s": {}, "train_plain_samples_per_s": {}}
     for stage, batch in spec["train"].items():
         model.train()
-        out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True, optimizer=spec.get("optimizer", "adamw"))
+        out["train_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=True, optimizer=spec.get("optimizer", "adamw"),
+                                                       frontier_weight=spec.get("frontier_weight", 0.0))
         out["train_plain_samples_per_s"][stage] = train_rate(model, batch, spec["train_steps"], multipass=False, optimizer=spec.get("optimizer", "adamw"))
     model.eval()
     gen = spec["gen"]

@@ -1,8 +1,9 @@
 //! `coconut bench`: training and generation speed for a named model shape, and with `--reference`
 //! the same work in PyTorch + HF transformers (scripts/bench_reference.py) in the same run.
 //!
-//! Training: samples/s of full optimizer steps (multi-pass forward, loss, backward, AdamW) on batches of
-//! generated ProsQA at stage 0 (CoT), 3 and 6 (6 thoughts). Generation: official test questions,
+//! Training: samples/s of full optimizer steps (multi-pass forward, loss, backward, the config's
+//! optimizer) on batches of generated ProsQA at stage 0 (CoT), 3 and 6 (6 thoughts), with the training
+//! config's curriculum: its frontier supervision included, where the config has it. Generation: official test questions,
 //! k = 6 thoughts, greedy decoding of the answer's length; batch-1 latency and batched throughput.
 //! Weights are freshly initialised on both sides (speed does not depend on them).
 
@@ -34,28 +35,43 @@ pub struct BenchArgs {
     pub test_file: PathBuf,
 }
 
-/// The model, batch size and optimizer a named bench trains.
-fn shape(name: &str, vocab: usize) -> Result<(Gpt2Config, usize, OptimizerKind)> {
-    let adamw = OptimizerKind::Adamw;
+/// What a named bench trains: the model, batch size, optimizer and curriculum (thought layout and
+/// frontier supervision; the variant is always Coconut).
+struct Shape {
+    config: Gpt2Config,
+    batch_size: usize,
+    optimizer: OptimizerKind,
+    curriculum: Curriculum,
+}
+
+fn shape(name: &str, vocab: usize) -> Result<Shape> {
+    let named = |config, batch_size| Shape { config, batch_size, optimizer: OptimizerKind::Adamw, curriculum: Curriculum::default() };
     Ok(match name {
         // What `cargo run --release` trains: the flagship config's model, batch size and optimizer.
         "flagship" => from_config(&repository().join(crate::DEFAULT_CONFIG), vocab)?,
         // Any training config's model, batch size and optimizer (a recipe before it is the default).
         path if path.ends_with(".toml") => from_config(Path::new(path), vocab)?,
         // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
-        "small" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32, adamw),
-        // The page models' shape (2 layers, 128 wide).
-        "page" => (Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 2, 128, 4) }, 32, adamw),
+        "small" => named(Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
+        // What the page fine-tunes: its shipped Coconut model's shape, at the page's default
+        // fine-tuning settings (batch 8, AdamW, no frontier term: web/src/protocol.rs, web/src/worker.rs).
+        "page" => {
+            let path = repository().join("static/models/prosqa-coconut/config.json");
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let config: Gpt2Config = serde_json::from_slice(&bytes).with_context(|| format!("{} is malformed", path.display()))?;
+            named(config, 8)
+        }
         // GPT-2 124M shapes (the paper's model); token ids stay word-level, the head is the full 50,257.
-        "gpt2" => (Gpt2Config::gpt2_124m(), 8, adamw),
+        "gpt2" => named(Gpt2Config::gpt2_124m(), 8),
         other => bail!("--config `{other}`: one of flagship, small, page, gpt2, or a training config (.toml)"),
     })
 }
 
-fn from_config(path: &Path, vocab: usize) -> Result<(Gpt2Config, usize, OptimizerKind)> {
+fn from_config(path: &Path, vocab: usize) -> Result<Shape> {
     let cfg = crate::train::TrainConfig::load(path)?;
     let m = cfg.model.as_ref().with_context(|| format!("{} has no [model] (a from-scratch config is needed)", path.display()))?;
-    Ok((m.gpt2_config(vocab), cfg.optim.batch_size, cfg.optim.optimizer))
+    let curriculum = Curriculum { variant: Variant::Coconut, ..cfg.curriculum.clone() };
+    Ok(Shape { config: m.gpt2_config(vocab), batch_size: cfg.optim.batch_size, optimizer: cfg.optim.optimizer, curriculum })
 }
 
 /// Training FLOPs per token of a GPT-2 (forward + backward = 3 × forward): 2 × weights in the
@@ -101,7 +117,9 @@ fn stats(ms: &mut [f64]) -> Value {
     json!({ "mean": ms.iter().sum::<f64>() / ms.len() as f64, "p50": q(0.5), "p95": q(0.95) })
 }
 
-fn batch_json(b: &coconut::curriculum::Batch) -> Value {
+/// A batch for the reference; `thought_frontiers[row][thought]` = the token ids frontier supervision
+/// trains that thought toward (empty without it).
+fn batch_json(b: &coconut::curriculum::Batch, thought_frontiers: &[Vec<Vec<u32>>]) -> Value {
     let rows = |v: &[i64]| v.chunks(b.len).map(<[i64]>::to_vec).collect::<Vec<_>>();
     json!({
         "input_ids": rows(&b.input_ids.iter().map(|&x| x as i64).collect::<Vec<_>>()),
@@ -109,34 +127,35 @@ fn batch_json(b: &coconut::curriculum::Batch) -> Value {
         "attention_mask": rows(&b.attention_mask.iter().map(|&x| x as i64).collect::<Vec<_>>()),
         "position_ids": rows(&b.position_ids),
         "latent_positions": b.latent_positions,
+        "thought_frontiers": thought_frontiers,
     })
 }
 
 pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()> {
     let tok = CoconutTokenizer::word_level([prosqa::vocabulary_text().as_str()])?;
-    let (config, default_batch, optimizer) = shape(&args.config, tok.vocab_size())?;
+    let Shape { config, batch_size: default_batch, optimizer, curriculum } = shape(&args.config, tok.vocab_size())?;
     let batch_size = args.batch_size.unwrap_or(default_batch);
     device.seed(0);
     let threads = threads();
     eprintln!(
-        "bench: {} ({} layers, d={}, vocab {}), batch {batch_size}, {threads} thread(s), backend device {:?}",
-        args.config, config.n_layer, config.n_embd, config.vocab_size, device
+        "bench: {} ({} layers, d={}, vocab {}), batch {batch_size}, {threads} thread(s), frontier weight {}, backend device {:?}",
+        args.config, config.n_layer, config.n_embd, config.vocab_size, curriculum.frontier_weight, device
     );
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
-    let training = bench_training(&config, optimizer, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
+    let training = bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
     // The same steps on one worker at the other thread count (1 if this run has several, else every
     // core), in a rayon pool of that size: how a second core helps one worker.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let other_threads = if threads == 1 { cores } else { 1 };
     let at_other = if other_threads != threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(other_threads).build()?;
-        Some(pool.install(|| bench_training(&config, optimizer, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
+        Some(pool.install(|| bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
     } else {
         None
     };
     // The same steps data-parallel over the workers a training run uses (one per core on a CPU).
-    let parallel = if workers.len() > 1 { Some(bench_training(&config, optimizer, &tok, batch_size, args.train_steps, &workers)?) } else { None };
+    let parallel = if workers.len() > 1 { Some(bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, &workers)?) } else { None };
     let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
     let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
     let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
@@ -146,6 +165,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
                    "position": format!("{:?}", config.position).to_lowercase(), "qkv_conv": config.qkv_conv },
         "batch_size": batch_size,
         "optimizer": optimizer,
+        "frontier_weight": curriculum.frontier_weight,
         "threads": threads,
         "train_samples_per_s": training.samples_per_s,
         "workers": 1,
@@ -170,6 +190,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
                         "rotary_dims": config.rotary_dims.unwrap_or(config.n_embd / config.n_head), "qkv_conv": config.qkv_conv },
             "threads": threads,
             "optimizer": optimizer,
+            "frontier_weight": curriculum.frontier_weight,
             "device": args.reference_device,
             "latent_id": tok.special.latent, "eos_id": tok.special.eos,
             "train_steps": args.train_steps,
@@ -205,8 +226,15 @@ struct Training {
 
 /// Samples/s of `steps` optimizer steps on one batch of generated questions at each of `STAGES`.
 /// With several `devices`, each step is data-parallel (one shard a device, Burn's multi-device step).
-fn bench_training(config: &Gpt2Config, optimizer: OptimizerKind, tok: &CoconutTokenizer, batch_size: usize, steps: usize, devices: &[Device]) -> Result<Training> {
-    let curriculum = Curriculum { variant: Variant::Coconut, ..Curriculum::default() };
+fn bench_training(
+    config: &Gpt2Config,
+    optimizer: OptimizerKind,
+    curriculum: &Curriculum,
+    tok: &CoconutTokenizer,
+    batch_size: usize,
+    steps: usize,
+    devices: &[Device],
+) -> Result<Training> {
     let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let ad = devices[0].clone();
     let mut t = Training { samples_per_s: Default::default(), gflops: Default::default(), batches: Default::default() };
@@ -216,25 +244,34 @@ fn bench_training(config: &Gpt2Config, optimizer: OptimizerKind, tok: &CoconutTo
     for stage in STAGES {
         // One collated batch: ours trains on it, and the reference gets exactly these sequences.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        let seqs: Vec<_> = data
+        let (seqs, frontiers): (Vec<_>, Vec<_>) = data
             .iter()
             .map(|t| {
                 let e = curriculum.example(t, stage, tok.special, &mut rng);
-                (e.input_ids, e.labels)
+                ((e.input_ids, e.labels), e.thought_frontiers)
             })
-            .collect();
+            .unzip();
+        // Frontier supervision's targets, as the trainer attaches them (coconut::train::make_batch).
+        let frontiers: Vec<Vec<Vec<u32>>> = if curriculum.frontier_weight > 0.0 { frontiers } else { vec![Vec::new(); seqs.len()] };
+        let on_device = |seqs: &[(Vec<u32>, Vec<i64>)], frontiers: &[Vec<Vec<u32>>], d: &Device| {
+            let b = DeviceBatch::new(&collate(seqs, tok.special), d);
+            if curriculum.frontier_weight > 0.0 { b.with_thought_frontiers(frontiers, tok.vocab_size()) } else { b }
+        };
         let host_batch = collate(&seqs, tok.special);
-        let batch = DeviceBatch::new(&host_batch, &ad);
+        let batch = on_device(&seqs, &frontiers, &ad);
         // One shard a device (only data-parallel steps use them).
         let shards: Vec<DeviceBatch> = match devices.len() {
             1 => Vec::new(),
-            n => seqs.chunks(seqs.len().div_ceil(n)).zip(&devices).map(|(part, d)| DeviceBatch::new(&collate(part, tok.special), d)).collect(),
+            n => {
+                let per = seqs.len().div_ceil(n);
+                seqs.chunks(per).zip(frontiers.chunks(per)).zip(&devices).map(|((part, f), d)| on_device(part, f, d)).collect()
+            }
         };
         let mut model = config.init(&ad);
         let mut optim = OptimConfig { optimizer, ..OptimConfig::default() }.optimizer();
         let step = |model, optim: &mut _| match devices.len() {
-            1 => optimizer_step(model, optim, std::slice::from_ref(&batch), &curriculum, 1e-4),
-            _ => optimizer_step_multi(model, optim, &shards, &devices, &curriculum, 1e-4),
+            1 => optimizer_step(model, optim, std::slice::from_ref(&batch), curriculum, 1e-4),
+            _ => optimizer_step_multi(model, optim, &shards, &devices, curriculum, 1e-4),
         };
         let (m, loss) = step(model, &mut optim); // warm-up
         loss.into_data();
@@ -253,7 +290,7 @@ fn bench_training(config: &Gpt2Config, optimizer: OptimizerKind, tok: &CoconutTo
         t.samples_per_s.insert(format!("stage{stage}"), json!(rate));
         let flops = train_flops_per_token(config, batch.len()) * (batch.len() * batch_size * steps) as f64;
         t.gflops.insert(format!("stage{stage}"), json!(flops / secs / 1e9));
-        t.batches.insert(format!("stage{stage}"), batch_json(&host_batch));
+        t.batches.insert(format!("stage{stage}"), batch_json(&host_batch, &frontiers));
     }
     Ok(t)
 }

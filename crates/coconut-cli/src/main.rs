@@ -207,10 +207,11 @@ enum Command {
     /// throughput (batch 32/128), peak memory; `--reference` runs the same work in PyTorch + HF
     /// transformers (at both thread counts) in the same run and reports ratios.
     Bench {
-        /// Model shape: flagship (the model `cargo run --release` trains, from its config), small (4×256),
-        /// page (2×128, 4 heads, learned positions), gpt2 (GPT-2 124M), or a training config's path
-        /// (`.toml`: its model, batch size and optimizer).
-        #[arg(long, default_value = "small")]
+        /// What to train: flagship (what `cargo run --release` trains: its config's model, batch size,
+        /// optimizer and curriculum, frontier supervision included), page (the page's shipped model at the
+        /// page's fine-tuning settings: batch 8, AdamW), small (4×256), gpt2 (GPT-2 124M), or a training
+        /// config's path (`.toml`, as flagship).
+        #[arg(long, default_value = "flagship")]
         config: String,
         /// Write the results here (JSON); a Markdown table goes next to it (.md).
         #[arg(long, default_value = "bench.json")]
@@ -221,7 +222,7 @@ enum Command {
         /// Where PyTorch runs for `--reference`: cpu, or cuda (a GPU machine, next to `--backend cuda`).
         #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
         reference_device: String,
-        /// Training batch size (default: 32 for small/page, 8 for gpt2).
+        /// Training batch size (default: the config's; 8 for page and gpt2, 32 for small).
         #[arg(long, value_parser = positive)]
         batch_size: Option<usize>,
         /// Timed optimizer steps per stage (after one warm-up step).

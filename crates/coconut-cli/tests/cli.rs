@@ -465,8 +465,9 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     assert!(md.contains("| train samples/s, stage 6"), "{md}");
     // The flagship's model (rotary, 8 heads, its batch size), also data-parallel over the workers a run uses.
     assert_eq!((v["model"]["n_head"].as_u64(), v["batch_size"].as_u64()), (Some(8), Some(16)), "{v}");
-    // ... and its optimizer (Muon for the blocks' matrices).
+    // ... and its optimizer (Muon for the blocks' matrices) and curriculum (frontier supervision at 0.2).
     assert_eq!(v["optimizer"], "muon", "{v}");
+    assert_eq!(v["frontier_weight"].as_f64(), Some(0.2), "{v}");
     if v["train_workers"].as_u64().unwrap() > 1 {
         assert!(v["train_samples_per_s_workers"]["stage3"].as_f64().unwrap() > 0.0, "{v}");
         assert!(md.contains("workers ("), "{md}");
@@ -476,6 +477,12 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
         assert!(v["train_samples_per_s_other_threads"]["stage6"].as_f64().unwrap() > 0.0, "{v}");
         assert!(md.contains(&format!("1 worker × {} thread(s)", v["other_threads"])), "{md}");
     }
+    // `page`: the page's shipped model (rotary, the convolution) at the page's fine-tuning batch, AdamW, no frontier term.
+    let page = dir.join("page.json");
+    coconut_ok(&["bench", "--config", "page", "--json", page.to_str().unwrap(), "--questions", "1", "--train-steps", "1", "--test-file", test.to_str().unwrap()]);
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&page).unwrap()).unwrap();
+    assert_eq!((p["model"]["position"].as_str(), p["model"]["qkv_conv"].as_u64(), p["batch_size"].as_u64()), (Some("rope"), Some(4), Some(8)), "{p}");
+    assert_eq!((p["optimizer"].as_str(), p["frontier_weight"].as_f64()), (Some("adamw"), Some(0.0)), "{p}");
     // An unknown shape is refused by name.
     let out = coconut(&["bench", "--config", "huge", "--json", json.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("one of flagship, small, page, gpt2"));

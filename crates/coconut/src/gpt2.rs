@@ -239,8 +239,9 @@ pub struct Mlp {
 #[derive(Clone, Debug)]
 pub struct KvCache {
     pub layers: Vec<(Tensor<4>, Tensor<4>)>,
-    /// With `qkv_conv`, per layer: the q, k, v projections before the convolution `[batch, len, 3d]`
-    /// (what the convolution reads at the positions that follow); `None` without it.
+    /// With `qkv_conv` (width w), per layer: the q, k, v projections before the convolution of the
+    /// last w − 1 cached positions, or of all when fewer, `[batch, ≤ w − 1, 3d]` (what the
+    /// convolution reads at the positions that follow); `None` without it.
     pub projections: Vec<Option<Tensor<3>>>,
 }
 
@@ -254,11 +255,23 @@ impl KvCache {
         self.len() == 0
     }
 
-    /// Keeps the first `len` positions (drop what came after a prefix).
+    /// Keeps the first `len` positions (drop what came after a prefix). A convolution model's cache
+    /// holds only the last projections, so it can be truncated only where it still has all of them.
     pub fn truncate(self, len: usize) -> Self {
-        assert!(len <= self.len(), "cannot truncate a cache of {} to {len}", self.len());
+        let total = self.len();
+        assert!(len <= total, "cannot truncate a cache of {total} to {len}");
         let layers = self.layers.into_iter().map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len))).collect();
-        let projections = self.projections.into_iter().map(|p| p.map(|p| p.narrow(1, 0, len))).collect();
+        let projections = self
+            .projections
+            .into_iter()
+            .map(|p| {
+                p.map(|p| {
+                    let held = p.dims()[1];
+                    assert!(len == total || held == total, "this cache keeps only its last positions' convolution inputs: truncate it before more positions are added");
+                    p.narrow(1, 0, len.min(held))
+                })
+            })
+            .collect();
         Self { layers, projections }
     }
 
@@ -408,9 +421,16 @@ impl Attention {
                     Some(r) => projected * r.clone(),
                     None => projected,
                 };
+                // Only the last w − 1 positions before these reach the convolution: the cache keeps
+                // those, not the whole history (a thought pass would otherwise copy all of it).
+                let keep = c.val().dims()[0] - 1;
                 let seen = match past_projections {
-                    Some(p) => Tensor::cat(vec![p, projected], 1),
-                    None => projected,
+                    Some(p) if keep > 0 => {
+                        let have = p.dims()[1];
+                        let p = if have > keep { p.narrow(1, have - keep, keep) } else { p };
+                        Tensor::cat(vec![p, projected], 1)
+                    }
+                    _ => projected,
                 };
                 (fused::causal_conv(seen.clone(), c.val(), len), Some(seen))
             }

@@ -20,3 +20,37 @@ fn a_new_tensor_is_zeroed_aligned_and_written_in_place() {
     assert_eq!(t.bytes().as_ptr(), before, "a fresh tensor is written where it was allocated");
     assert_eq!(t.as_slice::<f32>().unwrap(), &[1.0, 2.0, 3.0, 4.0]);
 }
+
+/// A matmul's output is allocated without zeroing (the gemm overwrites it): on memory the allocator
+/// hands back dirty, the product is still exactly the hand-computed one, 2-D and batched, and a
+/// product over an empty inner dimension is zeros.
+#[test]
+fn a_matmul_on_recycled_memory_equals_the_hand_computed_product() {
+    use burn::prelude::*;
+    let device = Device::flex();
+    let (m, k, n) = (37, 19, 23);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect();
+    let mut want = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            want[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+        }
+    }
+    for round in 0..4 {
+        // Dirty the heap with freed buffers of the output's size full of NaN.
+        for _ in 0..8 {
+            let junk = Tensor::<2>::full([m, n], f32::NAN, &device);
+            junk.into_data();
+        }
+        let ta = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+        let tb = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+        let got: Vec<f32> = ta.clone().matmul(tb.clone()).into_data().to_vec().unwrap();
+        assert_eq!(got, want, "2-D, round {round}");
+        // Batched, with the right side broadcast over the batch.
+        let batched: Vec<f32> = ta.reshape([1, m, k]).repeat_dim(0, 3).matmul(tb.reshape([1, k, n])).into_data().to_vec().unwrap();
+        assert_eq!(batched, [want.clone(), want.clone(), want.clone()].concat(), "batched, round {round}");
+    }
+    let empty_inner = Tensor::<2>::zeros([m, 0], &device).matmul(Tensor::<2>::zeros([0, n], &device));
+    assert!(empty_inner.into_data().to_vec::<f32>().unwrap().iter().all(|&x| x == 0.0));
+}

@@ -261,7 +261,13 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    // coconut patch: gemm overwrites every output element (read_dst = false) when k > 0.
+    let mut output = if k > 0 {
+        // SAFETY: the gemm call below writes all m × n elements before the output is returned.
+        unsafe { FlexTensor::empty_for_overwrite(out_shape, T::dtype()) }
+    } else {
+        FlexTensor::empty(out_shape, T::dtype())
+    };
     let out_data: &mut [T] = output.storage_mut();
 
     let parallelism = get_parallelism(m, n, k);
@@ -364,7 +370,13 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    // coconut patch: every batch's gemm overwrites its output matrix (read_dst = false) when k > 0.
+    let mut output = if k > 0 {
+        // SAFETY: the gemm calls below write each of the batch_size output matrices in full.
+        unsafe { FlexTensor::empty_for_overwrite(out_shape, T::dtype()) }
+    } else {
+        FlexTensor::empty(out_shape, T::dtype())
+    };
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
