@@ -47,11 +47,11 @@ struct Shape {
 fn shape(name: &str, vocab: usize) -> Result<Shape> {
     let named = |config, batch_size| Shape { config, batch_size, optimizer: OptimizerKind::Adamw, curriculum: Curriculum::default() };
     Ok(match name {
-        // What `cargo run --release` trains: the flagship config's model, batch size and optimizer.
+        // What `cargo run --release` trains: the flagship config's model, batch size, optimizer and curriculum.
         "flagship" => from_config(&repository().join(crate::DEFAULT_CONFIG), vocab)?,
-        // Any training config's model, batch size and optimizer (a recipe before it is the default).
+        // Any training config's, the same way (a recipe before it is the default).
         path if path.ends_with(".toml") => from_config(Path::new(path), vocab)?,
-        // The default training config (configs/prosqa-small-coconut.toml): 4 layers, 256 wide.
+        // configs/prosqa-small-coconut.toml's model: 4 layers, 256 wide.
         "small" => named(Gpt2Config { n_positions: 768, ..Gpt2Config::small(vocab, 4, 256, 4) }, 32),
         // What the page fine-tunes: its shipped Coconut model's shape, at the page's default
         // fine-tuning settings (batch 8, AdamW, no frontier term: web/src/protocol.rs, web/src/worker.rs).
