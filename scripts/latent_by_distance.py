@@ -7,31 +7,21 @@ person cannot reach. Step 0 is the question alone; step t follows thought t. Pri
 usage: scripts/latent_by_distance.py CHECKPOINT DATA.json [N] [K]
 """
 import json
-import subprocess
 import sys
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
+
+from coconut_cli import analyze, hops_from
 
 checkpoint, data = sys.argv[1], sys.argv[2]
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 100
 k = sys.argv[4] if len(sys.argv) > 4 else "6"
-binary = Path(__file__).resolve().parent.parent / "target/release/coconut"
 questions = json.load(open(data))[:n]
 keys = ["options", "1 hop", "2 hops", "3 hops", "4+ hops", "unreachable"]
 mass = defaultdict(lambda: defaultdict(float))
 for q in questions:
-    out = subprocess.run([str(binary), "analyze", "--checkpoint", checkpoint, "--question", q["question"], "--k", k], capture_output=True, text=True, check=True)
-    a = json.loads(out.stdout)
-    children = defaultdict(list)
-    for parent, child in a["edges"]:
-        children[parent].append(child)
-    hops, queue = {a["root"]: 0}, deque([a["root"]])
-    while queue:
-        u = queue.popleft()
-        for v in children[u]:
-            if v not in hops:
-                hops[v] = hops[u] + 1
-                queue.append(v)
+    a = analyze(checkpoint, q["question"], k)
+    hops = hops_from(a)
     for step in a["steps"]:
         total = sum(step["values"]) or 1.0
         for node, value in enumerate(step["values"]):
