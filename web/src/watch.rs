@@ -156,7 +156,7 @@ pub fn watch(p: &WatchProps) -> Html {
         <Graph question={q.clone()} distribution={step.map(|st| st.distribution.clone())} frontier={step.map(|st| st.frontier.clone()).unwrap_or_default()}
                path={path} answer={done.then_some(answer_node).flatten()} />
         <p class="legend">{"Colour and size: the node's value (probability that it is the next concept named after switching to language), \
-            normalised over the graph. Dashed ring: the frontier (nodes one hop beyond the explored ones). A/B: the two candidate answers."}</p>
+            normalised over the graph. Dashed ring: the frontier (after t thoughts, the concepts t hops from the person: what the next step names if the search is right). A/B: the two candidate answers."}</p>
         <div class="timeline" role="group" aria-label="Thoughts" aria-busy={(frames < total).to_string()}>{ for timeline }</div>
         {controls}
         <p class="top-tokens"><strong>{heading}</strong>{top}</p>

@@ -5,8 +5,10 @@
 //! concept node: force the switch to language after t thoughts (`<|end-latent|>`), then the start of
 //! the next step ("ROOT is a" when t = 0, "Every" after), and take the model's probability of the
 //! node's name being the concept it names next (product over the name's tokens); (c) the frontier,
-//! the nodes one hop beyond the t explored ones (shortest distance t + 1 from the root); node heights
-//! (shortest distance to a leaf), as in the paper's value-vs-height analysis.
+//! the concepts that next step names when the search is right: the nodes t hops from the root (the
+//! paper's Figure of the latent search: after one thought, "Every …" values the root's children),
+//! one hop when t = 0 ("ROOT is a …"); node heights (shortest distance to a leaf), as in the paper's
+//! value-vs-height analysis.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -185,7 +187,7 @@ impl Question {
         };
         let total: f32 = values.iter().sum::<f32>().max(f32::MIN_POSITIVE);
         let distribution = values.iter().map(|v| v / total).collect();
-        Ok(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..self.g.n).filter(|&v| self.dist[v] == t + 1).collect() })
+        Ok(ThoughtStep { t, top_tokens, values, distribution, frontier: (0..self.g.n).filter(|&v| self.dist[v] == t.max(1)).collect() })
     }
 
     /// The graph with `steps` (the page sends the graph first and the frames as they come).

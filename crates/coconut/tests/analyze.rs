@@ -17,8 +17,11 @@ fn analysis_reports_graph_heights_frontiers_and_node_values() {
     // Shortest distance to a leaf: yumpus, zumpus 0; wumpus 1; Tom 1 (via zumpus).
     assert_eq!(a.heights, [1, 1, 0, 0]);
     assert_eq!(a.steps.len(), 3);
-    assert_eq!(a.steps[0].frontier, [1, 3]); // one hop from Tom
-    assert_eq!(a.steps[1].frontier, [2]);
+    // The concepts the next language step names: "Tom is a …" (t = 0) and "Every …" after one
+    // thought both name Tom's children; after two thoughts, the node two hops away.
+    assert_eq!(a.steps[0].frontier, [1, 3]);
+    assert_eq!(a.steps[1].frontier, [1, 3]);
+    assert_eq!(a.steps[2].frontier, [2]);
     assert!(a.steps[0].top_tokens.is_empty() && a.steps[1].top_tokens.len() == 5);
     for s in &a.steps {
         assert_eq!(s.values.len(), 4);
