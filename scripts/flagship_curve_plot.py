@@ -50,14 +50,24 @@ if "graph_warmup" in d:
 else:
     latent_to = search + c.get("epochs_per_stage", 1) * (c.get("max_latent_stage", 0) + 1)
     phases += [(search, latent_to, "#eef6ee", "stages 0-6"), (latent_to, decay_from, "#eef2fa", "final stage, lr 1e-3")]
+# A run trained on past its first end (scripts/extend-run): the rate jumps back up there; the first decay
+# ran over the decay_epochs before that epoch, the new stretch runs at the new rate until its own decay.
+lrs = [(m["epoch"], m["lr"]) for m in map(json.loads, open(f"{run}/metrics.jsonl")) if "lr" in m]
+extended = max((e for (_, a), (e, b) in zip(lrs, lrs[1:]) if b > 1.5 * a), default=None)  # the last rise
+if extended is not None and o.get("decay_epochs", 0) <= extended < decay_from:
+    first_decay = extended - o.get("decay_epochs", 0)
+    phases[-1] = phases[-1][:1] + (first_decay,) + phases[-1][2:]
+    mix = f", stage mix {c['uniform_prob']}" if c.get("uniform_prob", 0) > 0 else ""
+    phases += [(first_decay, extended, "#f3eefa", "lr decays"), (extended, decay_from, "#eaf6f6", f"lr {o['lr']:g}{mix}")]
 phases.append((decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays"))
-done = max(hours)
+done, narrow = max(hours), 0
 for a, b, fill, name in phases:
     if a >= done or a == b:
         continue
     x0, x1 = x(hours[a]), x(hours[min(b, done)])
     parts.append(f'<rect x="{x0:.1f}" y="{T}" width="{max(x1 - x0, 0):.1f}" height="{H - B - T}" fill="{fill}"/>')
-    parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{T - 6}" text-anchor="middle" fill="#555" font-size="9">{name}</text>')
+    narrow = narrow + 1 if x1 - x0 < 70 else 0  # narrow neighbours' labels alternate between two rows
+    parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{T - 6 if narrow % 2 == 0 else T + 10}" text-anchor="middle" fill="#555" font-size="9">{name}</text>')
 for a in [0, 0.25, 0.5, 0.75, 1.0]:
     parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(a)}" y2="{y(a)}" stroke="#ddd"/>')
     parts.append(f'<text x="{L - 6}" y="{y(a) + 4}" text-anchor="end">{int(a * 100)}%</text>')
