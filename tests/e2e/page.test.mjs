@@ -184,6 +184,19 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
     console.log(`# WebGPU (SwiftShader): time to first answer ${firstAnswerMs} ms, all ${K + 1} frames ${allFramesMs} ms; ${timing}; max |page - native| node value ${worst.toExponential(2)}`);
     await page.screenshot({ path: join(ARTIFACTS, "webgpu-answer.png"), fullPage: true });
 
+    // The search, thought by thought: clicking a frame shows it; the ringed frontier (after t thoughts, the
+    // concepts t hops from the person) holds most of the first thought's value, not the two options.
+    const mass = [];
+    for (let t = 1; t <= K; t++) {
+      await page.click(`[data-testid="thought-frame"][data-t="${t}"]`);
+      await page.waitForSelector(`[data-testid="thought-frame"][data-t="${t}"][aria-pressed="true"]`);
+      const sum = (sel) => page.$$eval(sel, (gs) => gs.reduce((a, g) => a + Number(g.dataset.value || 0), 0));
+      mass.push({ t, frontier: await sum("svg.graph g.node.frontier:not(.option)"), options: await sum("svg.graph g.node.option") });
+      if (t === 1) await page.screenshot({ path: join(ARTIFACTS, "thought-1.png"), fullPage: true });
+    }
+    console.log(`# frontier / options value by thought: ${mass.map((m) => `${m.t}: ${m.frontier.toFixed(2)} / ${m.options.toFixed(2)}`).join(", ")}`);
+    assert.ok(mass[0].frontier > 0.5 && mass[0].frontier > mass[0].options, `thought 1 puts ${mass[0].frontier} of its value on the frontier, ${mass[0].options} on the options`);
+
     // An unknown word is flagged as the user types, and the question cannot be asked.
     await page.fill('[data-testid="question-input"]', item.question.replace(/^Every (\w+)/, "Every wumpuzzle"));
     await page.waitForSelector('[data-testid="unknown-words"]');
