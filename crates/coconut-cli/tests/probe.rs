@@ -16,7 +16,7 @@ fn close(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
 #[test]
 fn the_lookup_probe_matches_the_scripts_figures() {
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
-    let ckpt = root().join("static/models/prosqa-cot");
+    let ckpt = root().join("tests/fixtures/prosqa-cot-earlier");
     let out = coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "10"]);
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let script = fixture("lookup-probe-prosqa-cot-valid10.json");
@@ -34,7 +34,7 @@ fn a_coconut_checkpoint_reads_the_chain_after_its_latent_markers() {
         let ckpt = root().join(ckpt);
         serde_json::from_slice(&coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5"]).stdout).unwrap()
     };
-    let (coconut, cot) = (probe("tests/fixtures/prosqa-coconut-earlier"), probe("static/models/prosqa-cot"));
+    let (coconut, cot) = (probe("tests/fixtures/prosqa-coconut-earlier"), probe("tests/fixtures/prosqa-cot-earlier"));
     assert_eq!((coconut["markers"].as_bool(), cot["markers"].as_bool()), (Some(true), Some(false)));
     // The markers move no concept: the same copy, lookup and answer tokens are scored.
     for kind in ["copy", "lookup", "answer"] {
@@ -46,7 +46,7 @@ fn a_coconut_checkpoint_reads_the_chain_after_its_latent_markers() {
 #[test]
 fn the_first_lookup_distribution_matches_the_scripts_figures() {
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
-    let ckpt = root().join("static/models/prosqa-cot");
+    let ckpt = root().join("tests/fixtures/prosqa-cot-earlier");
     let out = coconut_ok(&["probe", "lookup", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "5"]);
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (ours, script) = (&ours["first_lookup"], fixture("lookupdist-prosqa-cot-valid5.json"));
@@ -102,7 +102,7 @@ fn the_latent_search_matches_the_scripts_figure() {
 #[test]
 fn the_listing_probe_scores_every_fact_reachable_from_the_person() {
     let valid = root().join("../shared/prosqa/prosqa_valid.json");
-    let ckpt = root().join("static/models/prosqa-cot");
+    let ckpt = root().join("tests/fixtures/prosqa-cot-earlier");
     let args = ["probe", "lookup", "--listing", "--checkpoint", ckpt.to_str().unwrap(), "--data", valid.to_str().unwrap(), "--n", "4"];
     let out = coconut_ok(&args);
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

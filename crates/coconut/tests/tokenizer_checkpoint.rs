@@ -115,8 +115,8 @@ fn saving_over_a_checkpoint_replaces_it_whole() {
 
 #[test]
 fn checkpoints_record_their_positions_and_gpt2_ones_load_without_naming_them() {
-    // The shipped page models' config.json names no `position`: they load as GPT-2 (learned).
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../static/models/prosqa-cot");
+    // A checkpoint whose config.json names no `position` (the earlier CoT model) loads as GPT-2 (learned).
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/prosqa-cot-earlier");
     assert!(!std::fs::read_to_string(shipped.join("config.json")).unwrap().contains("position\""));
     let ckpt = Checkpoint::load(&shipped).unwrap();
     assert_eq!(ckpt.config.position, coconut::gpt2::Position::Learned);
