@@ -20,16 +20,21 @@ def analyze(ckpt, question, k):
     return run_json("analyze", "--checkpoint", ckpt, "--question", question, "--k", k)
 
 
+def bfs(starts, neighbours):
+    """Shortest hop count from any of `starts` to every node reachable through `neighbours[node]`."""
+    dist, queue = {v: 0 for v in starts}, deque(starts)
+    while queue:
+        u = queue.popleft()
+        for v in neighbours[u]:
+            if v not in dist:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    return dist
+
+
 def hops_from(analysis):
     """Shortest hop count from the person to every concept reachable from it (the person: 0)."""
     children = [[] for _ in analysis["names"]]
     for a, b in analysis["edges"]:
         children[a].append(b)
-    dist, queue = {analysis["root"]: 0}, deque([analysis["root"]])
-    while queue:
-        u = queue.popleft()
-        for v in children[u]:
-            if v not in dist:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return dist
+    return bfs([analysis["root"]], children)
