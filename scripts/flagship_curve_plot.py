@@ -41,24 +41,25 @@ d, c, o = cfg["data"], cfg["curriculum"], cfg["optim"]
 recall = d.get("recall_epochs", 0)
 search = recall + d.get("search_epochs", 0)
 decay_from = cfg["run"]["epochs"] - o.get("decay_epochs", 0)
+# A run trained on past its first end (scripts/extend-run): the rate jumps back up there; the first decay
+# ran over the decay_epochs before that epoch, the new stretch runs at the new rate until its own decay.
+lrs = [(m["epoch"], m["lr"]) for m in map(json.loads, open(f"{run}/metrics.jsonl")) if "lr" in m]
+extended = max((e for (_, a), (e, b) in zip(lrs, lrs[1:]) if b > 1.5 * a), default=None)  # the last rise
+if extended is None or not o.get("decay_epochs", 0) <= extended < decay_from:
+    extended = None
+first_end = extended - o.get("decay_epochs", 0) if extended is not None else decay_from
 phases = [(0, recall, "#fbeaea", "recall"), (recall, search, "#fdf6e3", "search")]
 if "graph_warmup" in d:
     grow_from = search + d["graph_warmup"]["hold_epochs"]
     grow_to = search + d["graph_warmup"]["epochs"]
     phases += [(search, grow_from, "#eef6ee", "stages 0-6, small graphs"), (grow_from, grow_to, "#fff0e0", "graphs grow"),
-               (grow_to, decay_from, "#eef2fa", "full size, lr 1e-3")]
+               (grow_to, first_end, "#eef2fa", "full size, lr 1e-3")]
 else:
     latent_to = search + c.get("epochs_per_stage", 1) * (c.get("max_latent_stage", 0) + 1)
-    phases += [(search, latent_to, "#eef6ee", "stages 0-6"), (latent_to, decay_from, "#eef2fa", "final stage, lr 1e-3")]
-# A run trained on past its first end (scripts/extend-run): the rate jumps back up there; the first decay
-# ran over the decay_epochs before that epoch, the new stretch runs at the new rate until its own decay.
-lrs = [(m["epoch"], m["lr"]) for m in map(json.loads, open(f"{run}/metrics.jsonl")) if "lr" in m]
-extended = max((e for (_, a), (e, b) in zip(lrs, lrs[1:]) if b > 1.5 * a), default=None)  # the last rise
-if extended is not None and o.get("decay_epochs", 0) <= extended < decay_from:
-    first_decay = extended - o.get("decay_epochs", 0)
-    phases[-1] = phases[-1][:1] + (first_decay,) + phases[-1][2:]
+    phases += [(search, latent_to, "#eef6ee", "stages 0-6"), (latent_to, first_end, "#eef2fa", "final stage, lr 1e-3")]
+if extended is not None:
     mix = f", stage mix {c['uniform_prob']}" if c.get("uniform_prob", 0) > 0 else ""
-    phases += [(first_decay, extended, "#f3eefa", "lr decays"), (extended, decay_from, "#eaf6f6", f"lr {o['lr']:g}{mix}")]
+    phases += [(first_end, extended, "#f3eefa", "lr decays"), (extended, decay_from, "#eaf6f6", f"lr {o['lr']:g}{mix}")]
 phases.append((decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays"))
 done, narrow = max(hours), 0
 for a, b, fill, name in phases:

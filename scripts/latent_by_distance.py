@@ -23,8 +23,7 @@ for q in questions:
     a = analyze(checkpoint, q["question"], k)
     hops = hops_from(a)
     for step in a["steps"]:
-        total = sum(step["values"]) or 1.0
-        for node, value in enumerate(step["values"]):
+        for node, share in enumerate(step["distribution"]):
             if node in a["options"]:
                 key = "options"
             elif node not in hops:
@@ -33,7 +32,7 @@ for q in questions:
                 continue  # the person
             else:
                 key = keys[min(hops[node], 4)]
-            mass[step["t"]][key] += value / total / len(questions)
+            mass[step["t"]][key] += share / len(questions)
 print(f"Mean share of each step's value, {len(questions)} questions of {Path(data).name}, checkpoint {checkpoint}, k = {k}\n")
 print("| step | " + " | ".join(keys) + " |")
 print("|---" * (len(keys) + 1) + "|")

@@ -187,10 +187,10 @@ test("WebGPU: load with progress, ask an official question, watch the thoughts, 
     // The search, thought by thought: clicking a frame shows it; the ringed frontier (after t thoughts, the
     // concepts t hops from the person) holds most of the first thought's value, not the two options.
     const mass = [];
+    const sum = (sel) => page.$$eval(sel, (gs) => gs.reduce((a, g) => a + Number(g.dataset.value || 0), 0));
     for (let t = 1; t <= K; t++) {
       await page.click(`[data-testid="thought-frame"][data-t="${t}"]`);
       await page.waitForSelector(`[data-testid="thought-frame"][data-t="${t}"][aria-pressed="true"]`);
-      const sum = (sel) => page.$$eval(sel, (gs) => gs.reduce((a, g) => a + Number(g.dataset.value || 0), 0));
       mass.push({ t, frontier: await sum("svg.graph g.node.frontier:not(.option)"), options: await sum("svg.graph g.node.option") });
       if (t === 1) await page.screenshot({ path: join(ARTIFACTS, "thought-1.png"), fullPage: true });
     }

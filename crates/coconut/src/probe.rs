@@ -11,8 +11,8 @@
 //!   below it; the paper's search needs it.
 //! - the **latent mass**: where each continuous thought puts its value (`analyze`), summed over kinds
 //!   of node: the two answer options, the frontier (after t thoughts the nodes t hops from the
-//!   person, the concepts the next step names: the paper's latent-search frontier), the other nodes reachable from the person, and the rest. A
-//!   model that searches the graph puts its value on the frontier; one that guesses puts it on the
+//!   person, the concepts the next step names: the paper's latent-search frontier), the other nodes
+//!   reachable from the person, and the rest. A model that searches the graph puts its value on the frontier; one that guesses puts it on the
 //!   options.
 //! - the **first-lookup distribution**: at the chain's first "Every X is a ?", the probability of
 //!   every concept of the graph summed by its relation to X (a child: a correct lookup; one of the two

@@ -116,9 +116,9 @@ fn saving_over_a_checkpoint_replaces_it_whole() {
 #[test]
 fn checkpoints_record_their_positions_and_gpt2_ones_load_without_naming_them() {
     // A checkpoint whose config.json names no `position` (the earlier CoT model) loads as GPT-2 (learned).
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/prosqa-cot-earlier");
-    assert!(!std::fs::read_to_string(shipped.join("config.json")).unwrap().contains("position\""));
-    let ckpt = Checkpoint::load(&shipped).unwrap();
+    let unnamed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/prosqa-cot-earlier");
+    assert!(!std::fs::read_to_string(unnamed.join("config.json")).unwrap().contains("position\""));
+    let ckpt = Checkpoint::load(&unnamed).unwrap();
     assert_eq!(ckpt.config.position, coconut::gpt2::Position::Learned);
     ckpt.model(&Device::flex()).unwrap();
     // A rotary model round-trips with its positions and its outputs.
