@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
 """Accuracy of a Coconut checkpoint on a ProsQA file, broken down by question features: the position
-of the right option in "Is P a A or B?", the number of concepts in the graph, the number of people.
+of the right option in "Is P a A or B?", the number of concepts in the graph, the number of people,
+the hops of the question's shortest path, and how many concepts are reachable from the person (what
+a breadth-first frontier has to hold at once, summed over its steps).
 
-    scripts/error_breakdown.py CHECKPOINT DATA.json [K] [COCONUT_BINARY]
+    scripts/error_breakdown.py CHECKPOINT DATA.json [DATA.json ...] [--k K]
 
-Answers come from `coconut generate --json` (k continuous thoughts, default 6); a question counts as
-right when the decoded answer contains the right option.
+The files are pooled. Answers come from `coconut generate --json` (k continuous thoughts, default 6);
+a question counts as right when the decoded answer contains the right option.
 """
 import collections, json, re, subprocess, sys
 
-ckpt, data = sys.argv[1], sys.argv[2]
-k = sys.argv[3] if len(sys.argv) > 3 else "6"
-binary = sys.argv[4] if len(sys.argv) > 4 else "target/release/coconut"
-items = json.load(open(data))
-args = [binary, "generate", "--checkpoint", ckpt, "--k", k, "--json", "--max-new-tokens", "16"]
+from coconut_cli import BINARY, bfs
+
+argv = sys.argv[1:]
+k = "6"
+if "--k" in argv:
+    i = argv.index("--k")
+    k = argv[i + 1]
+    del argv[i : i + 2]
+if len(argv) < 2:
+    sys.exit(__doc__)
+ckpt, files = argv[0], argv[1:]
+data = " + ".join(files)
+items = [item for f in files for item in json.load(open(f))]
+args = [BINARY, "generate", "--checkpoint", ckpt, "--k", k, "--json", "--max-new-tokens", "64"]  # a CoT chain needs ~50
 for item in items:
     args += ["--question", item["question"]]
 out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -27,10 +38,17 @@ for item, answer in zip(items, answers):
     right = gold in answer["answer"]
     people = {a for a, _ in re.findall(r"(?:Every )?(\w+) is an? (\w+)\.", item["question"]) if a[0].isupper()}
     concepts = len(item.get("idx_to_symbol") or [])
+    children = collections.defaultdict(list)
+    for a, b in item.get("edges") or []:
+        children[a].append(b)
+    hops = bfs([item["root"]], children) if "root" in item else {}
+    reachable = len(hops) - 1
+    graph = [f"hops {hops[item['target']]}", f"reachable from the person {reachable // 4 * 4:2}-{reachable // 4 * 4 + 3}"] if hops else []
     for key in (
         "right option named " + ("first" if gold == first else "second"),
         f"concepts {concepts // 5 * 5}-{concepts // 5 * 5 + 4}",
         f"people in the question: {len(people)}",
+        *graph,
     ):
         groups[key][0] += right
         groups[key][1] += 1
