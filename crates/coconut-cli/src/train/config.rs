@@ -336,7 +336,8 @@ fn default_eval_batch() -> usize {
 
 impl TrainConfig {
     /// Reads a config. `base = "other.toml"` (relative to this file) starts from that config, and
-    /// this file's tables and keys override it, key by key.
+    /// this file's tables and keys override it, key by key. A file that sets `run.init` takes its
+    /// model from there, so its base's `[model]` is dropped (unless the file has its own).
     pub fn load(path: &Path) -> Result<Self> {
         let table = Self::load_table(path, 0)?;
         table.try_into().with_context(|| format!("{} is not a valid training config", path.display()))
@@ -351,6 +352,10 @@ impl TrainConfig {
         let Some(base) = table.remove("base") else { return Ok(table) };
         let base = base.as_str().with_context(|| format!("{}: `base` must be a file name", path.display()))?;
         let mut merged = Self::load_table(&path.parent().unwrap_or(Path::new(".")).join(base), depth + 1)?;
+        let own_init = table.get("run").and_then(|r| r.get("init")).is_some();
+        if own_init && !table.contains_key("model") {
+            merged.remove("model");
+        }
         merge(&mut merged, table);
         Ok(merged)
     }
@@ -594,6 +599,11 @@ mod tests {
         assert_eq!(c.optim.batch_size, b.optim.batch_size, "keys the child does not name come from the base");
         assert_eq!((c.data.search_epochs, &c.data.train_file), (2, &b.data.train_file));
         assert_eq!(c.model, b.model);
+        // A child that starts from a checkpoint takes its model from there, not from the base's [model].
+        std::fs::write(dir.join("grown.toml"), "base = \"base.toml\"\n[run]\ninit = \"checkpoints/x\"\nepochs = 1\ngrow_width = 2\n").unwrap();
+        let g = TrainConfig::load(&dir.join("grown.toml")).unwrap();
+        assert_eq!((&g.model, g.run.init.as_deref(), g.run.grow_width), (&None, Some("checkpoints/x"), 2));
+        g.validate().unwrap();
         std::fs::write(dir.join("loop.toml"), "base = \"loop.toml\"\n").unwrap();
         assert!(TrainConfig::load(&dir.join("loop.toml")).unwrap_err().to_string().contains("cycle"));
         std::fs::remove_dir_all(&dir).unwrap();
