@@ -20,7 +20,9 @@ run = sys.argv[1] if len(sys.argv) > 1 else "runs/prosqa-recall-frontier-coconut
 out = sys.argv[2] if len(sys.argv) > 2 else f"results/flagship/{os.path.basename(run)}"
 compare = sys.argv[3] if len(sys.argv) > 3 else None
 cfg = tomllib.load(open(f"{run}/config.toml", "rb"))
-hours = {0: 0.0}  # epochs done -> hours of training
+# A run started from another's model (run.init) at run.start_epoch: its clock starts there.
+start = cfg["run"].get("start_epoch", 0) if cfg["run"].get("init") else 0
+hours = {start: 0.0}  # epochs done -> hours of training
 val = []
 for line in open(f"{run}/metrics.jsonl"):
     m = json.loads(line)
@@ -63,7 +65,8 @@ if extended is not None:
 phases.append((decay_from, cfg["run"]["epochs"], "#f3eefa", "lr decays"))
 done, narrow = max(hours), 0
 for a, b, fill, name in phases:
-    if a >= done or a == b:
+    a = max(a, start)
+    if a >= done or a >= b:
         continue
     x0, x1 = x(hours[a]), x(hours[min(b, done)])
     parts.append(f'<rect x="{x0:.1f}" y="{T}" width="{max(x1 - x0, 0):.1f}" height="{H - B - T}" fill="{fill}"/>')
