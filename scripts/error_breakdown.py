@@ -9,21 +9,17 @@ a breadth-first frontier has to hold at once, summed over its steps).
 The files are pooled. Answers come from `coconut generate --json` (k continuous thoughts, default 6);
 a question counts as right when the decoded answer contains the right option.
 """
-import collections, json, re, subprocess, sys
+import argparse, collections, json, re, subprocess
 
 from coconut_cli import BINARY, bfs
 
-argv = sys.argv[1:]
-k = "6"
-if "--k" in argv:
-    i = argv.index("--k")
-    k = argv[i + 1]
-    del argv[i : i + 2]
-if len(argv) < 2:
-    sys.exit(__doc__)
-ckpt, files = argv[0], argv[1:]
-data = " + ".join(files)
-items = [item for f in files for item in json.load(open(f))]
+cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+cli.add_argument("checkpoint")
+cli.add_argument("files", nargs="+", metavar="DATA.json")
+cli.add_argument("--k", default="6")
+opts = cli.parse_args()
+ckpt, k, data = opts.checkpoint, opts.k, " + ".join(opts.files)
+items = [item for f in opts.files for item in json.load(open(f))]
 args = [BINARY, "generate", "--checkpoint", ckpt, "--k", k, "--json", "--max-new-tokens", "64"]  # a CoT chain needs ~50
 for item in items:
     args += ["--question", item["question"]]
