@@ -59,7 +59,7 @@ struct Cli {
     /// `shared/prosqa` beside the checkout this binary was built from, wherever it runs.
     #[arg(long, global = true, default_value = OFFICIAL_DATA)]
     official_data: PathBuf,
-    /// On the CPU backend, run GELU, layer norm, the attention softmax and the q/k/v convolution
+    /// On the CPU backend, train with GELU, layer norm, attention and the q/k/v convolution
     /// (`model.qkv_conv`) as chains of Burn ops instead of the fused ops with hand-written gradients
     /// (same numbers within 1e-5; for before/after measurements).
     #[arg(long, global = true)]

@@ -1,15 +1,18 @@
-//! Fused training ops for the CPU backend (Burn's Flex): GPT-2's GELU, layer norm and the
-//! attention softmax, each one pass over memory forward and one backward, with hand-written
-//! gradients. Unfused, Burn's autodiff records each of them as a chain of element-wise ops (layer
-//! norm ~9, softmax ~7, GELU ~6), every one allocating its output and keeping it for the backward.
+//! Fused training ops for the CPU backend (Burn's Flex): GPT-2's GELU, layer norm and attention,
+//! each one pass over memory forward and one backward, with hand-written gradients. Unfused,
+//! Burn's autodiff records each of them as a chain of ops (layer norm ~9, GELU ~6; attention two
+//! batched matmuls around a softmax), every one allocating its output and keeping it for the backward.
 //!
 //! The math (rows = the last dimension):
 //! - GELU (GPT-2's `gelu_new`): y = x·s, s = σ(2u), u = √(2/π)·(x + 0.044715·x³);
 //!   dy/dx = s + x·s·(1 − s)·2√(2/π)·(1 + 3·0.044715·x²).
 //! - layer norm: x̂ = (x − μ)·r, r = 1/√(var + ε), y = γ·x̂ + β;
 //!   dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂)), dγ = Σ g·x̂, dβ = Σ g (sums over rows).
-//! - attention softmax: y = softmax(scale·x + mask), mask 0 or −∞ per (query, key);
-//!   dx = scale·y·(g − Σ g·y).
+//! - attention, per (batch, head): s = scale·q·kᵀ + mask (0 or −∞ per query and key), p = softmax(s),
+//!   o = p·v; only `lse` = log Σ exp(s) per query is kept, and the backward recomputes p = exp(s − lse)
+//!   one query row at a time (as FlashAttention does), so the `[queries, keys]` scores of every head
+//!   never exist in memory: with D = Σ g⊙o per query and ds = p⊙(g·vᵀ − D),
+//!   dv = pᵀ·g, dq = scale·ds·k, dk = scale·dsᵀ·q.
 //! - causal depthwise convolution over time (`model.qkv_conv`), at the last `len` of `total`
 //!   positions: y[t] = Σ_j c[j] ⊙ x[t − j] (x before position 0 is 0);
 //!   dx[s] = Σ_j c[j] ⊙ g[s + j], dc[j] = Σ_t g[t] ⊙ x[t − j] (sums over the batch too).
@@ -42,11 +45,23 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-    /// softmax(scale·x + bias) over the last dimension; `x` is `[b, h, q, k]`, `bias` (a constant:
-    /// 0 or −∞, the attention mask) is `[b, 1, q, k]`, shared by the heads.
-    fn fused_attention_softmax(x: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
-    /// dx = scale·y·(g − Σ g·y).
-    fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// Attention per (batch, head): `q` `[b, h, queries, d]`, `k`, `v` `[b, h, keys, d]`, `bias` (a
+    /// constant: 0 or −∞, the attention mask) `[b, 1, queries, keys]`, shared by the heads. Returns
+    /// `(softmax(scale·q·kᵀ + bias)·v, lse)`, `lse` `[b, h, queries]` each row's log Σ exp (+∞ for a
+    /// row with every key masked, whose output is 0).
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `(dq, dk, dv)` for the output gradient `grad`, from the forward's inputs, output `o` and `lse`.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// The causal convolution of `x` `[b, total, f]` by `c` `[w, f]` at the last `len` positions: `[b, len, f]`.
     fn fused_causal_conv(x: FloatTensor<Self>, c: FloatTensor<Self>, len: usize) -> FloatTensor<Self>;
     /// `(dx, dc)`.
@@ -90,20 +105,17 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1
 }
 
 /// softmax(q·kᵀ/√d_head, masked)·v; `mask` `[batch, 1, queries, keys]`, true = may not attend.
-/// Training on Flex takes the fused softmax (scale and mask folded in, so the scores are read and
-/// written once); elsewhere Burn's attention (fused forward kernels on Flex inference and GPUs).
+/// Training on Flex takes the fused op (no scores in memory, the backward recomputes them);
+/// elsewhere Burn's attention (fused forward kernels on Flex inference and GPUs).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
     let device = q.device();
     let scale = 1.0 / (q.dims()[3] as f64).sqrt();
     if fused_on(&device) && device.is_autodiff() {
         let bias = Tensor::<4>::zeros(mask.dims(), &device).mask_fill(mask, f32::NEG_INFINITY);
-        let scores = q.matmul(k.swap_dims(2, 3));
-        let p = <Dispatch as FusedOps>::fused_attention_softmax(scores.into_dispatch(), bias.into_dispatch(), scale);
-        return Tensor::<4>::from_dispatch(p).matmul(v);
+        let (o, _lse) = <Dispatch as FusedOps>::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), bias.into_dispatch(), scale);
+        return Tensor::<4>::from_dispatch(o);
     }
-    let [batch, heads, queries, keys] = [q.dims()[0], q.dims()[1], q.dims()[2], k.dims()[2]];
-    let mask = mask.expand([batch, heads, queries, keys]);
-    burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
+    composed::attention(q, k, v, mask)
 }
 
 /// The causal convolution over time at the last `len` of `x`'s positions: y[t] = Σ_j c[j] ⊙
@@ -130,9 +142,11 @@ pub mod composed {
         burn::tensor::module::layer_norm(x, gamma, Some(beta), epsilon)
     }
 
-    /// softmax(scale·x + bias) with `bias` `[b, 1, q, k]` broadcast over the heads.
-    pub fn attention_softmax(x: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
-        burn::tensor::activation::softmax(x.mul_scalar(scale) + bias, 3)
+    /// Burn's attention, the mask expanded over the heads.
+    pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
+        let [batch, heads, queries, keys] = [q.dims()[0], q.dims()[1], q.dims()[2], k.dims()[2]];
+        let mask = mask.expand([batch, heads, queries, keys]);
+        burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
     }
 
     /// The causal convolution as `w` shifted views of `x`, each scaled by its tap, summed.
@@ -203,20 +217,75 @@ mod flex {
             (tensor(dx, &x), tensor(dgamma, &gamma), tensor(dbeta, &gamma))
         }
 
-        fn fused_attention_softmax(x: FlexTensor, bias: FlexTensor, scale: f64) -> FlexTensor {
-            let dims = x.layout().shape().as_slice().to_vec();
-            let bias_s = f32_data(&bias);
-            let mut y = writable(x);
-            attention_softmax(y.storage_mut::<f32>(), &bias_s, [dims[1], dims[2], dims[3]], scale as f32);
-            y
+        fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, scale: f64) -> (FlexTensor, FlexTensor) {
+            let (q, k, v) = (Heads::new(&q), Heads::new(&k), Heads::new(&v));
+            let [batch, heads, queries, d] = q.dims;
+            let (keys, bias) = (k.dims[2], f32_data(&bias));
+            let attended = attended_keys(&bias, keys);
+            let per_head = each_head(batch * heads, |bh| {
+                let (b, h) = (bh / heads, bh % heads);
+                if queries < FEW_QUERIES {
+                    let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; keys]);
+                    let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
+                    attention_few(&[&q, &k, &v], [b, h], bias, attended, scale as f32, &mut o, &mut lse, &mut s);
+                    return (o, lse);
+                }
+                let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
+                let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; ROWS * padded(keys)]);
+                let bias = &bias[b * queries * keys..][..queries * keys];
+                let head = AttentionHead { q: &qs, kt: &kt, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                attention_head(head, &mut o, &mut lse, &mut s);
+                (o, lse)
+            });
+            let (o, lse): (Vec<_>, Vec<_>) = per_head.into_iter().unzip();
+            let o = FlexTensor::from_data(TensorData::new(o.concat(), [batch, heads, queries, d]));
+            (o, FlexTensor::from_data(TensorData::new(lse.concat(), [batch, heads, queries])))
         }
 
-        fn fused_attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
-            let ys = f32_data(&y);
-            let d = row_len(&y);
-            let mut dx = writable(grad);
-            attention_softmax_backward(&ys, dx.storage_mut::<f32>(), d, scale as f32);
-            dx
+        fn fused_attention_backward(
+            q: FlexTensor,
+            k: FlexTensor,
+            v: FlexTensor,
+            o: FlexTensor,
+            lse: FlexTensor,
+            bias: FlexTensor,
+            grad: FlexTensor,
+            scale: f64,
+        ) -> (FlexTensor, FlexTensor, FlexTensor) {
+            let (q, k, v, o, g) = (Heads::new(&q), Heads::new(&k), Heads::new(&v), Heads::new(&o), Heads::new(&grad));
+            let [batch, heads, queries, d] = q.dims;
+            let (keys, bias, lse) = (k.dims[2], f32_data(&bias), f32_data(&lse));
+            let attended = attended_keys(&bias, keys);
+            let per_head = each_head(batch * heads, |bh| {
+                let (b, h) = (bh / heads, bh % heads);
+                let lse = &lse[bh * queries..][..queries];
+                if queries < FEW_QUERIES {
+                    let (mut dq, mut dk, mut dv) = (vec![0f32; queries * d], vec![0f32; keys * d], vec![0f32; keys * d]);
+                    let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
+                    attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, &mut dq, &mut dk, &mut dv);
+                    return (dq, dk, dv);
+                }
+                let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
+                let (os, gs) = (o.gather(b, h), g.gather(b, h));
+                let (mut dq, kp) = (vec![0f32; queries * d], padded(keys));
+                let (mut dkt, mut dvt, mut scratch) = (vec![0f32; d * kp], vec![0f32; d * kp], vec![0f32; 2 * ROWS * kp]);
+                let bias = &bias[b * queries * keys..][..queries * keys];
+                let head = AttentionHead { q: &qs, kt: &kt, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                attention_head_backward(head, &os, &gs, lse, &mut dq, &mut dkt, &mut dvt, &mut scratch);
+                (dq, untranspose(&dkt, d, keys), untranspose(&dvt, d, keys))
+            });
+            let (mut dq, mut dk, mut dv) = (Vec::with_capacity(q.len()), Vec::with_capacity(k.len()), Vec::with_capacity(v.len()));
+            for (q, k, v) in per_head {
+                dq.extend_from_slice(&q);
+                dk.extend_from_slice(&k);
+                dv.extend_from_slice(&v);
+            }
+            let kv_shape = [batch, heads, keys, d];
+            (
+                FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
+                FlexTensor::from_data(TensorData::new(dk, kv_shape)),
+                FlexTensor::from_data(TensorData::new(dv, kv_shape)),
+            )
         }
 
         fn fused_causal_conv(x: FlexTensor, c: FlexTensor, len: usize) -> FlexTensor {
@@ -322,44 +391,371 @@ mod flex {
         }
     }
 
-    kernel! {
-        /// In place over `y` (scores `[batch, heads, queries, keys]`, `dims` = [heads, queries, keys]);
-        /// `bias` is `[batch, 1, queries, keys]`.
-        fn attention_softmax / attention_softmax_baseline(y: &mut [f32], bias: &[f32], dims: [usize; 3], scale: f32) {
-            let [heads, queries, k] = dims;
-            let row_block = queries * k;
-            // Keys past the last one a query may attend (the causal future, right padding) get
-            // probability 0 without being computed: per (batch, query) row, once for all heads.
-            let attended: Vec<usize> = bias.chunks_exact(k).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect();
-            for (i, block) in y.chunks_exact_mut(row_block).enumerate() {
-                let bias = &bias[(i / heads) * row_block..][..row_block];
-                let attended = &attended[(i / heads) * queries..];
-                for ((row, bias), &n) in block.chunks_exact_mut(k).zip(bias.chunks_exact(k)).zip(attended) {
-                    let (row, future) = row.split_at_mut(n);
-                    future.fill(0.0);
-                    // Separate passes, lane-wise reductions: each loop vectorizes.
-                    row.iter_mut().zip(bias).for_each(|(x, b)| *x = *x * scale + b);
-                    let max = lanes(row, f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
-                    if max == f32::NEG_INFINITY {
-                        row.fill(0.0); // every key masked: zeros, as Burn's attention gives
-                        continue;
-                    }
-                    row.iter_mut().for_each(|x| *x = exp(*x - max));
-                    let inv = 1.0 / lanes(row, 0.0, |acc, x| acc + x);
-                    row.iter_mut().for_each(|y| *y *= inv);
+    /// A `[b, h, t, d]` f32 tensor read where it lies: row (b, h, t) is `d` contiguous floats at
+    /// `b·sb + h·sh + t·st` (the heads of a projection are such a view; a copy only when rows are not contiguous).
+    pub(super) struct Heads<'a> {
+        data: std::borrow::Cow<'a, [f32]>,
+        dims: [usize; 4],
+        strides: [usize; 3],
+    }
+
+    impl<'a> Heads<'a> {
+        fn new(t: &'a FlexTensor) -> Self {
+            assert_eq!(t.dtype(), DType::F32, "the fused CPU ops run in f32");
+            let layout = t.layout();
+            let dims: [usize; 4] = layout.shape().as_slice().try_into().expect("attention reads [batch, heads, time, head features]");
+            let st = layout.strides();
+            if (st[3] == 1 || dims[3] == 1) && st[..3].iter().all(|&s| s >= 0) {
+                let storage = t.storage::<f32>();
+                let data = std::borrow::Cow::Borrowed(&storage[layout.start_offset()..]);
+                return Self { data, dims, strides: [st[0] as usize, st[1] as usize, st[2] as usize] };
+            }
+            let [_, h, n, d] = dims;
+            Self { data: std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()), dims, strides: [h * n * d, n * d, d] }
+        }
+
+        fn len(&self) -> usize {
+            self.dims.iter().product()
+        }
+
+        fn row(&self, b: usize, h: usize, t: usize) -> &[f32] {
+            &self.data[b * self.strides[0] + h * self.strides[1] + t * self.strides[2]..][..self.dims[3]]
+        }
+
+        /// Head (b, h) as contiguous `[t, d]`.
+        fn gather(&self, b: usize, h: usize) -> Vec<f32> {
+            let (n, d) = (self.dims[2], self.dims[3]);
+            let mut out = vec![0f32; n * d];
+            for (t, out) in out.chunks_exact_mut(d).enumerate() {
+                out.copy_from_slice(self.row(b, h, t));
+            }
+            out
+        }
+
+        /// Head (b, h) transposed, `[d, padded(t)]` (zeros after `t`): a feature's values over time in one run.
+        fn gather_transposed(&self, b: usize, h: usize) -> Vec<f32> {
+            let (n, d) = (self.dims[2], self.dims[3]);
+            let np = padded(n);
+            let mut out = vec![0f32; d * np];
+            for t in 0..n {
+                for (c, &x) in self.row(b, h, t).iter().enumerate() {
+                    out[c * np + t] = x;
                 }
+            }
+            out
+        }
+    }
+
+    /// `[d, padded(t)]` → `[t, d]`.
+    fn untranspose(x: &[f32], d: usize, t: usize) -> Vec<f32> {
+        let np = padded(t);
+        let mut out = vec![0f32; t * d];
+        for (t, out) in out.chunks_exact_mut(d).enumerate() {
+            for (c, out) in out.iter_mut().enumerate() {
+                *out = x[c * np + t];
+            }
+        }
+        out
+    }
+
+    /// Per (batch, query) row of the mask bias `[batch, 1, queries, keys]`: how many keys to compute,
+    /// up to the last one it may attend (the causal future and right padding get probability 0
+    /// without being computed); once for all heads.
+    fn attended_keys(bias: &[f32], keys: usize) -> Vec<usize> {
+        bias.chunks_exact(keys).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect()
+    }
+
+    /// `f(i)` for each of `n` heads, on the worker's rayon pool natively.
+    fn each_head<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            (0..n).into_par_iter().map(f).collect()
+        }
+        #[cfg(target_arch = "wasm32")]
+        (0..n).map(f).collect()
+    }
+
+    /// The micro-kernels work on `LANES` keys at a time (one AVX2 register) for `ROWS` queries at
+    /// once (each key loaded once for all of them); keys are stored padded to whole lanes.
+    const LANES: usize = 8;
+    const ROWS: usize = 4;
+
+    fn padded(keys: usize) -> usize {
+        keys.div_ceil(LANES) * LANES
+    }
+
+    /// One head's inputs: `q` `[queries, d]`, `kt`, `vt` `[d, padded(keys)]`, the item's mask bias
+    /// `[queries, keys]` and its attended keys per query.
+    #[derive(Clone, Copy)]
+    pub(super) struct AttentionHead<'a> {
+        pub q: &'a [f32],
+        pub kt: &'a [f32],
+        pub vt: &'a [f32],
+        pub bias: &'a [f32],
+        pub attended: &'a [usize],
+        pub scale: f32,
+    }
+
+    impl AttentionHead<'_> {
+        /// `(queries, keys, padded keys, d)`.
+        fn dims(&self) -> (usize, usize, usize, usize) {
+            let queries = self.attended.len();
+            let d = self.q.len() / queries;
+            (queries, self.bias.len() / queries, self.kt.len() / d, d)
+        }
+    }
+
+    /// a·b + c: one instruction in the AVX2 + FMA kernels (x86-64 has no other use of these
+    /// helpers); elsewhere (wasm32, whose baseline has no fused multiply-add) a product and a sum.
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        return a.mul_add(b, c);
+        #[cfg(not(target_arch = "x86_64"))]
+        return a * b + c;
+    }
+
+    /// `out[r][j] = Σ_c a[r][c]·bt[c][j]` for `R` rows of `a` (`[R, d]`) and the first `chunks`
+    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. The `R × LANES` sums stay in registers.
+    #[inline(always)]
+    fn rows_times<const R: usize>(a: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
+        let d = a.len() / R;
+        for jc in 0..chunks {
+            let mut acc = [[0f32; LANES]; R];
+            for c in 0..d {
+                let b: &[f32; LANES] = bt[c * kp + jc * LANES..][..LANES].try_into().expect("a lane");
+                for r in 0..R {
+                    let x = a[r * d + c];
+                    for l in 0..LANES {
+                        acc[r][l] = fma(x, b[l], acc[r][l]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                out[r * kp + jc * LANES..][..LANES].copy_from_slice(acc);
+            }
+        }
+    }
+
+    /// `out[r][c] = Σ_j p[r][j]·bt[c][j]` over the first `chunks` lanes: `p` `[R, kp]`, `bt`
+    /// `[d, kp]`, `out` `[R, d]`.
+    #[inline(always)]
+    fn rows_dot<const R: usize>(p: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
+        let d = out.len() / R;
+        for c in 0..d {
+            let mut acc = [[0f32; LANES]; R];
+            for jc in 0..chunks {
+                let b: &[f32; LANES] = bt[c * kp + jc * LANES..][..LANES].try_into().expect("a lane");
+                for r in 0..R {
+                    let x: &[f32; LANES] = p[r * kp + jc * LANES..][..LANES].try_into().expect("a lane");
+                    for l in 0..LANES {
+                        acc[r][l] = fma(x[l], b[l], acc[r][l]);
+                    }
+                }
+            }
+            for r in 0..R {
+                let mut total = 0.0;
+                for l in 0..LANES {
+                    total += acc[r][l];
+                }
+                out[r * d + c] = total;
+            }
+        }
+    }
+
+    /// `acc[c][j] += Σ_r a[r][c]·p[r][j]` over the first `chunks` lanes: `a` `[R, d]`, `p` `[R, kp]`, `acc` `[d, kp]`.
+    #[inline(always)]
+    fn add_outer<const R: usize>(a: &[f32], p: &[f32], kp: usize, chunks: usize, acc: &mut [f32]) {
+        let d = a.len() / R;
+        for c in 0..d {
+            for jc in 0..chunks {
+                let out: &mut [f32; LANES] = (&mut acc[c * kp + jc * LANES..][..LANES]).try_into().expect("a lane");
+                let mut sum = *out;
+                for r in 0..R {
+                    let (x, p): (f32, &[f32; LANES]) = (a[r * d + c], p[r * kp + jc * LANES..][..LANES].try_into().expect("a lane"));
+                    for l in 0..LANES {
+                        sum[l] = fma(x, p[l], sum[l]);
+                    }
+                }
+                *out = sum;
+            }
+        }
+    }
+
+    /// Rows `i..i + R` of one head: the keys they attend (the most of any of them) in whole lanes,
+    /// and their scores `s` (`[R, kp]`) = scale·q·kᵀ + bias up to that key, −∞ after.
+    #[inline(always)]
+    fn block_scores<const R: usize>(head: &AttentionHead, i: usize, s: &mut [f32]) -> (usize, usize) {
+        let (_, keys, kp, d) = head.dims();
+        let n = head.attended[i..i + R].iter().copied().max().unwrap_or(0);
+        let chunks = n.div_ceil(LANES);
+        rows_times::<R>(&head.q[i * d..][..R * d], head.kt, kp, chunks, s);
+        for r in 0..R {
+            let (row, bias) = (&mut s[r * kp..][..chunks * LANES], &head.bias[(i + r) * keys..][..n]);
+            for (x, b) in row.iter_mut().zip(bias) {
+                *x = *x * head.scale + b;
+            }
+            row[n..].fill(f32::NEG_INFINITY);
+        }
+        (n, chunks)
+    }
+
+    #[inline(always)]
+    fn forward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
+        let (_, _, kp, d) = head.dims();
+        let (n, chunks) = block_scores::<R>(head, i, s);
+        for r in 0..R {
+            let row = &mut s[r * kp..][..chunks * LANES];
+            let max = lanes(&row[..n], f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
+            if max == f32::NEG_INFINITY {
+                row.fill(0.0); // every key masked: zeros, as Burn's attention gives
+                lse[i + r] = f32::INFINITY;
+                continue;
+            }
+            for x in row.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let sum = lanes(row, 0.0, |acc, x| acc + x);
+            let inv = 1.0 / sum;
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+            lse[i + r] = max + sum.ln();
+        }
+        rows_dot::<R>(s, head.vt, kp, chunks, &mut o[i * d..][..R * d]);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn backward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], scratch: &mut [f32]) {
+        let (_, _, kp, d) = head.dims();
+        let (p, ds) = scratch.split_at_mut(ROWS * kp);
+        let (_, chunks) = block_scores::<R>(head, i, p);
+        for r in 0..R {
+            let l = lse[i + r];
+            for x in p[r * kp..][..chunks * LANES].iter_mut() {
+                *x = if l == f32::INFINITY { 0.0 } else { exp(*x - l) };
+            }
+        }
+        let (g, o) = (&g[i * d..][..R * d], &o[i * d..][..R * d]);
+        rows_times::<R>(g, head.vt, kp, chunks, ds); // dp = g·vᵀ
+        for r in 0..R {
+            let mut delta = 0.0;
+            for (g, o) in g[r * d..][..d].iter().zip(&o[r * d..][..d]) {
+                delta += g * o;
+            }
+            let (ds, p) = (&mut ds[r * kp..][..chunks * LANES], &p[r * kp..][..chunks * LANES]);
+            for (ds, p) in ds.iter_mut().zip(p) {
+                *ds = p * (*ds - delta);
+            }
+        }
+        add_outer::<R>(g, p, kp, chunks, dvt);
+        rows_dot::<R>(ds, head.kt, kp, chunks, &mut dq[i * d..][..R * d]);
+        add_outer::<R>(&head.q[i * d..][..R * d], ds, kp, chunks, dkt);
+    }
+
+    kernel! {
+        /// One head's forward: `o` `[queries, d]` and `lse` `[queries]`; `s` is scratch of `ROWS·kp`.
+        fn attention_head / attention_head_baseline(head: AttentionHead, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
+            // ROWS queries at a time, the last few one by one (loops, not closures: a closure would
+            // be compiled without this function's target features).
+            let (queries, mut i) = (head.dims().0, 0);
+            while i + ROWS <= queries {
+                forward_rows::<ROWS>(&head, i, o, lse, s);
+                i += ROWS;
+            }
+            for i in i..queries {
+                forward_rows::<1>(&head, i, o, lse, s);
             }
         }
     }
 
     kernel! {
-        /// In place: `g` (the probabilities' gradient, rows of `d`) becomes the scores'.
-        fn attention_softmax_backward / attention_softmax_backward_baseline(ys: &[f32], g: &mut [f32], d: usize, scale: f32) {
-            for (y, g) in ys.chunks_exact(d).zip(g.chunks_exact_mut(d)) {
-                let dot = lanes_dot(y, g);
-                for (g, y) in g.iter_mut().zip(y) {
-                    *g = scale * y * (*g - dot);
+        /// One head's backward for the output gradient `g` `[queries, d]`: `dq` `[queries, d]`, `dkt`,
+        /// `dvt` `[d, kp]` (zeros on entry); `scratch` holds `2·ROWS·kp`.
+        fn attention_head_backward / attention_head_backward_baseline(head: AttentionHead, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], scratch: &mut [f32]) {
+            let (queries, mut i) = (head.dims().0, 0);
+            while i + ROWS <= queries {
+                backward_rows::<ROWS>(&head, i, o, g, lse, dq, dkt, dvt, scratch);
+                i += ROWS;
+            }
+            for i in i..queries {
+                backward_rows::<1>(&head, i, o, g, lse, dq, dkt, dvt, scratch);
+            }
+            let scale = head.scale;
+            for x in dq.iter_mut().chain(dkt.iter_mut()) {
+                *x *= scale;
+            }
+        }
+    }
+
+    /// Below this many queries (a thought pass: one per item) a head reads its keys and values where
+    /// they lie, key by key, instead of transposing them first (which costs as much as the products
+    /// for one query).
+    const FEW_QUERIES: usize = ROWS;
+
+    kernel! {
+        /// One head's forward for a few queries: `heads` = q, k, v, `bh` = (batch, head); `o`
+        /// `[queries, d]`, `lse` `[queries]`; `s` is scratch of `keys`.
+        fn attention_few / attention_few_baseline(heads: &[&Heads; 3], bh: [usize; 2], bias: &[f32], attended: &[usize], scale: f32, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
+            let ([q, k, v], [b, h]) = (heads, bh);
+            let (keys, d) = (k.dims[2], q.dims[3]);
+            for i in 0..attended.len() {
+                let (n, qi, o) = (attended[i], q.row(b, h, i), &mut o[i * d..][..d]);
+                let s = &mut s[..n];
+                for (j, s) in s.iter_mut().enumerate() {
+                    *s = scale * lanes_dot(qi, k.row(b, h, j)) + bias[i * keys + j];
                 }
+                let max = lanes(s, f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
+                o.fill(0.0);
+                if max == f32::NEG_INFINITY {
+                    lse[i] = f32::INFINITY; // every key masked: zeros, as Burn's attention gives
+                    continue;
+                }
+                for x in s.iter_mut() {
+                    *x = exp(*x - max);
+                }
+                let sum = lanes(s, 0.0, |acc, x| acc + x);
+                for (j, &p) in s.iter().enumerate() {
+                    let p = p / sum;
+                    for (o, &v) in o.iter_mut().zip(v.row(b, h, j)) {
+                        *o = fma(p, v, *o);
+                    }
+                }
+                lse[i] = max + sum.ln();
+            }
+        }
+    }
+
+    kernel! {
+        /// One head's backward for a few queries: `heads` = q, k, v, o and the output gradient g;
+        /// `dq` `[queries, d]`, `dk`, `dv` `[keys, d]` (zeros on entry).
+        fn attention_few_backward / attention_few_backward_baseline(heads: &[&Heads; 5], bh: [usize; 2], bias: &[f32], attended: &[usize], lse: &[f32], scale: f32, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+            let ([q, k, v, o, g], [b, h]) = (heads, bh);
+            let (keys, d) = (k.dims[2], q.dims[3]);
+            for i in 0..attended.len() {
+                if lse[i] == f32::INFINITY {
+                    continue; // every key masked: no gradient
+                }
+                let (qi, gi, dqi) = (q.row(b, h, i), g.row(b, h, i), &mut dq[i * d..][..d]);
+                let delta = lanes_dot(gi, o.row(b, h, i));
+                for j in 0..attended[i] {
+                    let p = exp(scale * lanes_dot(qi, k.row(b, h, j)) + bias[i * keys + j] - lse[i]);
+                    let ds = p * (lanes_dot(gi, v.row(b, h, j)) - delta);
+                    for (dv, &g) in dv[j * d..][..d].iter_mut().zip(gi) {
+                        *dv = fma(p, g, *dv);
+                    }
+                    for (dq, &k) in dqi.iter_mut().zip(k.row(b, h, j)) {
+                        *dq = fma(ds, k, *dq);
+                    }
+                    for (dk, &q) in dk[j * d..][..d].iter_mut().zip(qi) {
+                        *dk = fma(ds, q, *dk);
+                    }
+                }
+            }
+            for x in dq.iter_mut().chain(dk.iter_mut()) {
+                *x *= scale;
             }
         }
     }
@@ -522,28 +918,35 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
-    fn fused_attention_softmax(x: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        type Saved<B> = [FloatTensor<B>; 6]; // q, k, v, o, lse, bias
         #[derive(Debug)]
-        struct SoftmaxBackward;
-        impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
-            type State = (FloatTensor<B>, f64);
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        struct AttentionBackward;
+        impl<B: FusedOps> Backward<B, 3> for AttentionBackward {
+            type State = (Saved<B>, f64);
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
                 let grad = grads.consume::<B>(&ops.node);
-                let (y, scale) = ops.state;
-                if let [Some(parent)] = ops.parents {
-                    grads.register::<B>(parent.id, B::fused_attention_softmax_backward(y, grad, scale));
+                let ([q, k, v, o, lse, bias], scale) = ops.state;
+                let (dq, dk, dv) = B::fused_attention_backward(q, k, v, o, lse, bias, grad, scale);
+                for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
+                    if let Some(parent) = parent {
+                        grads.register::<B>(parent.id, g);
+                    }
                 }
             }
         }
-        // The mask bias is a constant: it takes no part in the graph.
+        // The mask bias is a constant and `lse` a by-product: neither takes part in the graph.
         let bias = bias.into_primitive();
-        let (x, node) = x.into_parts();
-        match SoftmaxBackward.prepare::<C>([node]).compute_bound().stateful() {
+        let ((q, nq), (k, nk), (v, nv)) = (q.into_parts(), k.into_parts(), v.into_parts());
+        match AttentionBackward.prepare::<C>([nq, nk, nv]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::fused_attention_softmax(x, bias, scale);
-                prep.finish((y.clone(), scale), y)
+                let (o, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), bias.clone(), scale);
+                (prep.finish(([q, k, v, o.clone(), lse.clone(), bias], scale), o), FloatTensor::<Self>::new(lse))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_attention_softmax(x, bias, scale)),
+            OpsKind::UnTracked(prep) => {
+                let (o, lse) = B::fused_attention(q, k, v, bias, scale);
+                (prep.finish(o), FloatTensor::<Self>::new(lse))
+            }
         }
     }
 
@@ -590,8 +993,19 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         (FloatTensor::<Self>::new(dx), FloatTensor::<Self>::new(dgamma), FloatTensor::<Self>::new(dbeta))
     }
 
-    fn fused_attention_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        FloatTensor::<Self>::new(B::fused_attention_softmax_backward(y.into_primitive(), grad.into_primitive(), scale))
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [q, k, v, o, lse, bias, grad] = [q, k, v, o, lse, bias, grad].map(|t| t.into_primitive());
+        let (dq, dk, dv) = B::fused_attention_backward(q, k, v, o, lse, bias, grad, scale);
+        (FloatTensor::<Self>::new(dq), FloatTensor::<Self>::new(dk), FloatTensor::<Self>::new(dv))
     }
 
     fn fused_causal_conv_backward(x: FloatTensor<Self>, c: FloatTensor<Self>, grad: FloatTensor<Self>, len: usize) -> (FloatTensor<Self>, FloatTensor<Self>) {
@@ -672,50 +1086,69 @@ mod tests {
         }
     }
 
-    #[test]
-    fn attention_with_the_fused_softmax_matches_burns_attention() {
-        let [b, h, l, d] = [2, 4, 11, 16];
-        let (q, k, v) = (random([b, h, l, d], 1.0), random([b, h, l, d], 1.0), random([b, h, l, d], 1.0));
-        let w = random([b, h, l, d], 1.0);
-        // Causal mask plus two padded keys in the second item (every query still sees itself).
-        let mut mask = vec![false; b * l * l];
+    /// Causal mask over `keys` (the last `queries` of them are the new positions), plus `padded`
+    /// left-padding keys in the second item (every query still sees itself).
+    fn causal_mask(b: usize, queries: usize, keys: usize, padded: usize) -> Tensor<4, Bool> {
+        let past = keys - queries;
+        let mut mask = vec![false; b * queries * keys];
         for (i, m) in mask.iter_mut().enumerate() {
-            let (item, query, key) = (i / (l * l), i / l % l, i % l);
-            *m = key > query || (item == 1 && key < 2 && key != query);
+            let (item, query, key) = (i / (queries * keys), i / keys % queries, i % keys);
+            *m = key > past + query || (item == 1 && key < padded && key != past + query);
         }
-        let mask = Tensor::<1, Bool>::from_data(TensorData::new(mask, [b * l * l]), &device()).reshape([b, 1, l, l]);
-        let run = |fused: bool| {
-            let mask = mask.clone();
-            move |[q, k, v]: [Tensor<4>; 3]| {
-                if fused {
-                    attention(q, k, v, mask.clone())
-                } else {
-                    burn::tensor::module::attention(q, k, v, Some(mask.clone().expand([b, h, l, l])), None, Default::default())
-                }
+        Tensor::<1, Bool>::from_data(TensorData::new(mask, [b * queries * keys]), &device()).reshape([b, 1, queries, keys])
+    }
+
+    #[test]
+    fn fused_attention_matches_burns_attention_in_values_and_gradients() {
+        // The whole sequence; 3 new queries after 8 cached keys (a thought pass); a model's head
+        // width (16, 2 × 8 lanes) and an odd one.
+        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (13, 13, 7), (37, 37, 16)] {
+            let [b, h] = [2, 3];
+            let (q, w) = (random([b, h, queries, d], 1.5), random([b, h, queries, d], 1.0));
+            let (k, v) = (random([b, h, keys, d], 1.5), random([b, h, keys, d], 1.0));
+            let mask = causal_mask(b, queries, keys, 2);
+            let run = |fused: bool| {
+                let mask = mask.clone();
+                move |[q, k, v]: [Tensor<4>; 3]| if fused { attention(q, k, v, mask.clone()) } else { composed::attention(q, k, v, mask.clone()) }
+            };
+            let (yf, gf) = value_and_grads(run(true), &[q.clone(), k.clone(), v.clone()], &w);
+            let (yc, gc) = value_and_grads(run(false), &[q, k, v], &w);
+            assert_close("attention", yf, yc);
+            for (i, name) in ["dq", "dk", "dv"].iter().enumerate() {
+                assert_close(name, gf[i].clone(), gc[i].clone());
             }
-        };
-        let (yf, gf) = value_and_grads(run(true), &[q.clone(), k.clone(), v.clone()], &w);
-        let (yc, gc) = value_and_grads(run(false), &[q, k, v], &w);
-        assert_close("attention", yf, yc);
-        for (i, name) in ["dq", "dk", "dv"].iter().enumerate() {
-            assert_close(name, gf[i].clone(), gc[i].clone());
         }
     }
 
     #[test]
-    fn attention_softmax_matches_the_composition_in_values_and_gradients() {
-        let (x, w) = (random([2, 3, 7, 9], 4.0), random([2, 3, 7, 9], 1.0));
-        // A causal bias for the first item, none for the second.
-        let bias: Vec<f32> = (0..2 * 7 * 9).map(|i| if i < 63 && i % 9 > i / 9 % 7 { f32::NEG_INFINITY } else { 0.0 }).collect();
-        let bias = Tensor::<1>::from_floats(bias.as_slice(), &device()).reshape([2, 1, 7, 9]);
-        let fused = |[x]: [Tensor<4>; 1]| {
-            let y = <Dispatch as FusedOps>::fused_attention_softmax(x.into_dispatch(), bias.clone().into_dispatch(), 0.25);
-            Tensor::<4>::from_dispatch(y)
+    fn fused_attention_reads_heads_split_from_a_projection_in_place() {
+        // q, k, v as the model makes them: `[b, t, 3·h·d]` split, each `[b, t, h, d]` swapped to
+        // `[b, h, t, d]` (rows of d contiguous floats, strided), against the same tensors made contiguous.
+        let [b, t, h, d] = [2, 9, 4, 16];
+        let (x, w) = (random([b, t, 3 * h * d], 1.0), random([b, h, t, d], 1.0));
+        let mask = causal_mask(b, t, t, 3);
+        let run = |contiguous: bool| {
+            let mask = mask.clone();
+            move |[x]: [Tensor<3>; 1]| {
+                let mut qkv = x.chunk(3, 2).into_iter().map(|p| {
+                    let p = p.reshape([b, t, h, d]).swap_dims(1, 2);
+                    if contiguous { Tensor::<4>::from_data(p.to_data(), &p.device()).require_grad() } else { p }
+                });
+                let (q, k, v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
+                attention(q, k, v, mask.clone()).reshape([b, t, h * d])
+            }
         };
-        let (yf, gf) = value_and_grads(fused, &[x.clone()], &w);
-        let (yc, gc) = value_and_grads(|[x]| composed::attention_softmax(x, bias.clone(), 0.25), &[x], &w);
-        assert_close("softmax", yf, yc);
-        assert_close("softmax dx", gf[0].clone(), gc[0].clone());
+        let wf = w.swap_dims(1, 2).reshape([b, t, h * d]).detach();
+        let contiguous = run(true)([x.clone().detach()]).detach();
+        let (strided, gf) = value_and_grads(run(false), &[x.clone()], &wf);
+        assert_close("strided heads", strided, contiguous);
+        let unfused = |[x]: [Tensor<3>; 1]| {
+            let mut qkv = x.chunk(3, 2).into_iter().map(|p| p.reshape([b, t, h, d]).swap_dims(1, 2));
+            let (q, k, v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
+            composed::attention(q, k, v, mask.clone()).reshape([b, t, h * d])
+        };
+        let (_, gc) = value_and_grads(unfused, &[x], &wf);
+        assert_close("d projection", gf[0].clone(), gc[0].clone());
     }
 
     #[test]
