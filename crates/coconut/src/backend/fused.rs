@@ -506,8 +506,9 @@ mod flex {
         }
     }
 
-    /// a·b + c: one instruction in the AVX2 + FMA kernels (x86-64 has no other use of these
-    /// helpers); elsewhere (wasm32, whose baseline has no fused multiply-add) a product and a sum.
+    /// a·b + c. On x86-64 fused (`mul_add`): one instruction in the AVX2 + FMA build of a kernel,
+    /// libm's exact `fmaf` in the baseline build that only CPUs without FMA run (slower, the same
+    /// numbers); on wasm32, whose baseline has no fused multiply-add, a product and a sum.
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
@@ -1186,6 +1187,43 @@ mod tests {
         for i in 0..xs.len() {
             assert!((fast[i] - base[i]).abs() <= 1e-6 * (1.0 + base[i].abs()), "gelu({}) {} vs {}", xs[i], fast[i], base[i]);
             assert!((gfast[i] - gbase[i]).abs() <= 1e-6, "gelu'({}) {} vs {}", xs[i], gfast[i], gbase[i]);
+        }
+    }
+
+    /// The same for one attention head, forward and backward, over whole register blocks and the
+    /// rows after them (a CPU without AVX2 + FMA runs the baseline build).
+    #[test]
+    fn the_avx2_and_baseline_attention_kernels_agree() {
+        let (queries, keys, d): (usize, usize, usize) = (7, 11, 16);
+        let kp = keys.div_ceil(8) * 8;
+        let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin() * 1.5).collect::<Vec<f32>>();
+        let (q, g) = (wave(queries * d, 0.37), wave(queries * d, 0.53));
+        let (mut kt, mut vt) = (vec![0f32; d * kp], vec![0f32; d * kp]);
+        for c in 0..d {
+            for j in 0..keys {
+                kt[c * kp + j] = ((c * keys + j) as f32 * 0.71).cos();
+                vt[c * kp + j] = ((c * keys + j) as f32 * 0.29).sin();
+            }
+        }
+        let past = keys - queries;
+        let bias: Vec<f32> = (0..queries * keys).map(|i| if i % keys > past + i / keys { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let attended: Vec<usize> = (0..queries).map(|i| past + i + 1).collect();
+        let head = flex::AttentionHead { q: &q, kt: &kt, vt: &vt, bias: &bias, attended: &attended, scale: 0.25 };
+        let run = |fast: bool| {
+            let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; 4 * kp]);
+            if fast { flex::attention_head(head, &mut o, &mut lse, &mut s) } else { flex::attention_head_baseline(head, &mut o, &mut lse, &mut s) }
+            let (mut dq, mut dkt, mut dvt, mut scratch) = (vec![0f32; queries * d], vec![0f32; d * kp], vec![0f32; d * kp], vec![0f32; 8 * kp]);
+            if fast {
+                flex::attention_head_backward(head, &o, &g, &lse, &mut dq, &mut dkt, &mut dvt, &mut scratch)
+            } else {
+                flex::attention_head_backward_baseline(head, &o, &g, &lse, &mut dq, &mut dkt, &mut dvt, &mut scratch)
+            }
+            [o, lse, dq, dkt, dvt]
+        };
+        for (name, (fast, base)) in ["o", "lse", "dq", "dk", "dv"].iter().zip(run(true).iter().zip(run(false).iter())) {
+            for (a, b) in fast.iter().zip(base) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name}: {a} (AVX2) vs {b} (baseline)");
+            }
         }
     }
 
