@@ -393,8 +393,8 @@ fn print_default_plan() {
          \x20 (frontier supervision, weight 0.2); validation accuracy every epoch; one worker per CPU core.\n\
          \x20 About 3.5 hours on 2 cores; it answers ~73% of generated official-size questions by epoch 21 of 53,\n\
          \x20 ~90% by epoch 37 and 96% after the decay (epoch 53: 93.6% of the official test; the page's model,\n\
-         \x20 13 epochs more with the paper's stage mix via scripts/extend-run, then grown to 2 x 256 for 7 more:\n\
-         \x20 95.8%; the recipe without the frontier term: at most 69%; RESULTS.md).\n\
+         \x20 13 epochs more with the paper's stage mix via scripts/extend-run, then grown to 2 x 256 for 16 more:\n\
+         \x20 98.0%; the recipe without the frontier term: at most 69%; RESULTS.md).\n\
          Output: runs/prosqa-recall-frontier-coconut/ (metrics.jsonl, last/, best/, epochs/). Run it again to resume\n\
          (from checkpoints/prosqa-recall-frontier-coconut/ when runs/ has none). `coconut --help` lists every subcommand.\n\
          Compiled backends: {}",
