@@ -412,7 +412,7 @@ impl Attention {
         let Attend { mask, rotary, log_keys, real } = attend;
         let [batch, len, d] = x.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
-        let projected = self.c_attn.forward(x);
+        let projected = per_position(&self.c_attn, x);
         let (projected, seen) = match &self.qkv_conv {
             None => (projected, None),
             Some(c) => {
@@ -452,7 +452,7 @@ impl Attention {
         };
         let y = fused::attention(q, k.clone(), v.clone(), mask);
         let y = y.swap_dims(1, 2).reshape([batch, len, d]);
-        (self.c_proj.forward(y), (k, v), seen)
+        (per_position(&self.c_proj, y), (k, v), seen)
     }
 }
 
@@ -489,8 +489,18 @@ impl Rotary {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.c_proj.forward(fused::gelu_tanh(self.c_fc.forward(x)))
+        per_position(&self.c_proj, fused::gelu_tanh(per_position(&self.c_fc, x)))
     }
+}
+
+/// `linear` at every position: `[b, t, d_in]` as one `[b·t, d_in] × [d_in, d_out]` product, the
+/// weight read (packed) once per call rather than once per batch item, as Burn's batched product
+/// does for shapes like 8 × 321 rows.
+fn per_position(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, len, d] = x.dims();
+    let y = linear.forward(x.reshape([batch * len, d]));
+    let d_out = y.dims()[1];
+    y.reshape([batch, len, d_out])
 }
 
 /// Layer norm with `ln`'s γ and β (one fused op on the CPU backend: `backend::fused`).

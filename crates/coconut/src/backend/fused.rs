@@ -230,10 +230,11 @@ mod flex {
                     attention_few(&[&q, &k, &v], [b, h], bias, attended, scale as f32, &mut o, &mut lse, &mut s);
                     return (o, lse);
                 }
-                let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
+                let (qs, kt) = (q.gather(b, h), k.gather_transposed(b, h));
                 let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; ROWS * padded(keys)]);
                 let bias = &bias[b * queries * keys..][..queries * keys];
-                let head = AttentionHead { q: &qs, kt: &kt, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                let (k, v) = (k.rows(b, h), v.rows(b, h));
+                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &[], bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
                 attention_head(head, &mut o, &mut lse, &mut s);
                 (o, lse)
             });
@@ -268,11 +269,12 @@ mod flex {
                 let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
                 let (os, gs) = (o.gather(b, h), g.gather(b, h));
                 let (mut dq, kp) = (vec![0f32; queries * d], padded(keys));
-                let (mut dkt, mut dvt, mut scratch) = (vec![0f32; d * kp], vec![0f32; d * kp], vec![0f32; 2 * ROWS * kp]);
+                let (mut dk, mut dv, mut scratch) = (vec![0f32; keys * d], vec![0f32; keys * d], vec![0f32; 2 * ROWS * kp]);
                 let bias = &bias[b * queries * keys..][..queries * keys];
-                let head = AttentionHead { q: &qs, kt: &kt, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
-                attention_head_backward(head, &os, &gs, lse, &mut dq, &mut dkt, &mut dvt, &mut scratch);
-                (dq, untranspose(&dkt, d, keys), untranspose(&dvt, d, keys))
+                let (k, v) = (k.rows(b, h), v.rows(b, h));
+                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                attention_head_backward(head, &os, &gs, lse, &mut dq, &mut dk, &mut dv, &mut scratch);
+                (dq, dk, dv)
             });
             let (mut dq, mut dk, mut dv) = (Vec::with_capacity(q.len()), Vec::with_capacity(k.len()), Vec::with_capacity(v.len()));
             for (q, k, v) in per_head {
@@ -422,6 +424,11 @@ mod flex {
             &self.data[b * self.strides[0] + h * self.strides[1] + t * self.strides[2]..][..self.dims[3]]
         }
 
+        /// Head (b, h)'s rows where they lie.
+        fn rows(&self, b: usize, h: usize) -> Rows<'_> {
+            Rows { data: &self.data[b * self.strides[0] + h * self.strides[1]..], stride: self.strides[2], d: self.dims[3] }
+        }
+
         /// Head (b, h) as contiguous `[t, d]`.
         fn gather(&self, b: usize, h: usize) -> Vec<f32> {
             let (n, d) = (self.dims[2], self.dims[3]);
@@ -446,18 +453,6 @@ mod flex {
         }
     }
 
-    /// `[d, padded(t)]` → `[t, d]`.
-    fn untranspose(x: &[f32], d: usize, t: usize) -> Vec<f32> {
-        let np = padded(t);
-        let mut out = vec![0f32; t * d];
-        for (t, out) in out.chunks_exact_mut(d).enumerate() {
-            for (c, out) in out.iter_mut().enumerate() {
-                *out = x[c * np + t];
-            }
-        }
-        out
-    }
-
     /// Per (batch, query) row of the mask bias `[batch, 1, queries, keys]`: how many keys to compute,
     /// up to the last one it may attend (the causal future and right padding get probability 0
     /// without being computed); once for all heads.
@@ -476,21 +471,42 @@ mod flex {
         (0..n).map(f).collect()
     }
 
-    /// The micro-kernels work on `LANES` keys at a time (one AVX2 register) for `ROWS` queries at
-    /// once (each key loaded once for all of them); keys are stored padded to whole lanes.
+    /// The micro-kernels work on `ROWS` queries at once, over 16 (then 8) keys or features at a
+    /// time (two AVX2 registers, then one): each key's or feature's values are loaded once for all
+    /// the queries, and the `ROWS × 16` sums (12 registers) stay in registers. Keys are stored padded
+    /// to whole `LANES` in the transposed layouts.
     const LANES: usize = 8;
-    const ROWS: usize = 4;
+    pub(super) const ROWS: usize = 6;
 
     fn padded(keys: usize) -> usize {
         keys.div_ceil(LANES) * LANES
     }
 
-    /// One head's inputs: `q` `[queries, d]`, `kt`, `vt` `[d, padded(keys)]`, the item's mask bias
-    /// `[queries, keys]` and its attended keys per query.
+    /// Rows of `d` contiguous floats, `stride` apart: a head's keys or values where they lie.
+    #[derive(Clone, Copy)]
+    pub(super) struct Rows<'a> {
+        pub data: &'a [f32],
+        pub stride: usize,
+        pub d: usize,
+    }
+
+    impl Rows<'_> {
+        #[inline(always)]
+        fn row(&self, j: usize) -> &[f32] {
+            &self.data[j * self.stride..][..self.d]
+        }
+    }
+
+    /// One head's inputs: `q` `[queries, d]`; the keys as `kt` `[d, padded(keys)]` (for q·kᵀ) and
+    /// as rows `k` (for ds·k); the values as rows `v` (for p·v) and, in the backward, as `vt`
+    /// `[d, padded(keys)]` (for g·vᵀ); the item's mask bias `[queries, keys]` and its attended keys
+    /// per query.
     #[derive(Clone, Copy)]
     pub(super) struct AttentionHead<'a> {
         pub q: &'a [f32],
         pub kt: &'a [f32],
+        pub k: Rows<'a>,
+        pub v: Rows<'a>,
         pub vt: &'a [f32],
         pub bias: &'a [f32],
         pub attended: &'a [usize],
@@ -518,69 +534,125 @@ mod flex {
     }
 
     /// `out[r][j] = Σ_c a[r][c]·bt[c][j]` for `R` rows of `a` (`[R, d]`) and the first `chunks`
-    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. The `R × LANES` sums stay in registers.
+    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. Two lanes of keys at a time: `2·R` sums in
+    /// registers, two loads and `R` broadcasts for `2·R` multiply-adds.
     #[inline(always)]
     fn rows_times<const R: usize>(a: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
-        let d = a.len() / R;
-        for jc in 0..chunks {
-            let mut acc = [[0f32; LANES]; R];
-            for c in 0..d {
-                let b: &[f32; LANES] = bt[c * kp + jc * LANES..][..LANES].try_into().expect("a lane");
-                for r in 0..R {
-                    let x = a[r * d + c];
-                    for l in 0..LANES {
-                        acc[r][l] = fma(x, b[l], acc[r][l]);
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                out[r * kp + jc * LANES..][..LANES].copy_from_slice(acc);
-            }
+        let mut jc = 0;
+        while jc + 2 <= chunks {
+            rows_times_tile::<R, { 2 * LANES }>(a, bt, kp, jc * LANES, out);
+            jc += 2;
+        }
+        if jc < chunks {
+            rows_times_tile::<R, LANES>(a, bt, kp, jc * LANES, out);
         }
     }
 
-    /// `out[r][c] = Σ_j p[r][j]·bt[c][j]` over the first `chunks` lanes: `p` `[R, kp]`, `bt`
-    /// `[d, kp]`, `out` `[R, d]`.
     #[inline(always)]
-    fn rows_dot<const R: usize>(p: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
-        let d = out.len() / R;
+    fn rows_times_tile<const R: usize, const W: usize>(a: &[f32], bt: &[f32], kp: usize, j0: usize, out: &mut [f32]) {
+        let d = a.len() / R;
+        let mut acc = [[0f32; W]; R];
         for c in 0..d {
-            let mut acc = [[0f32; LANES]; R];
-            for jc in 0..chunks {
-                let b: &[f32; LANES] = bt[c * kp + jc * LANES..][..LANES].try_into().expect("a lane");
-                for r in 0..R {
-                    let x: &[f32; LANES] = p[r * kp + jc * LANES..][..LANES].try_into().expect("a lane");
-                    for l in 0..LANES {
-                        acc[r][l] = fma(x[l], b[l], acc[r][l]);
-                    }
+            let b: &[f32; W] = bt[c * kp + j0..][..W].try_into().expect("a tile");
+            for r in 0..R {
+                let x = a[r * d + c];
+                for l in 0..W {
+                    acc[r][l] = fma(x, b[l], acc[r][l]);
                 }
             }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * kp + j0..][..W].copy_from_slice(acc);
+        }
+    }
+
+    /// `out[r][:] = Σ_{j < n} p[r][j]·m[j][:]`: `p` `[R, kp]`, the rows `m`, `out` `[R, d]`. Columns
+    /// 16 (then 8) at a time, the `R` output rows in registers; a key costs one or two loads and `R`
+    /// broadcasts; columns past the last whole 8 (odd head widths) one at a time.
+    #[inline(always)]
+    fn rows_by_rows<const R: usize>(p: &[f32], kp: usize, m: Rows, n: usize, out: &mut [f32]) {
+        let d = m.d;
+        let mut c0 = 0;
+        while c0 + 2 * LANES <= d {
+            rows_by_rows_tile::<R, { 2 * LANES }>(p, kp, m, n, c0, out);
+            c0 += 2 * LANES;
+        }
+        if c0 + LANES <= d {
+            rows_by_rows_tile::<R, LANES>(p, kp, m, n, c0, out);
+            c0 += LANES;
+        }
+        for c in c0..d {
             for r in 0..R {
                 let mut total = 0.0;
-                for l in 0..LANES {
-                    total += acc[r][l];
+                for j in 0..n {
+                    total = fma(p[r * kp + j], m.row(j)[c], total);
                 }
                 out[r * d + c] = total;
             }
         }
     }
 
-    /// `acc[c][j] += Σ_r a[r][c]·p[r][j]` over the first `chunks` lanes: `a` `[R, d]`, `p` `[R, kp]`, `acc` `[d, kp]`.
     #[inline(always)]
-    fn add_outer<const R: usize>(a: &[f32], p: &[f32], kp: usize, chunks: usize, acc: &mut [f32]) {
-        let d = a.len() / R;
-        for c in 0..d {
-            for jc in 0..chunks {
-                let out: &mut [f32; LANES] = (&mut acc[c * kp + jc * LANES..][..LANES]).try_into().expect("a lane");
-                let mut sum = *out;
-                for r in 0..R {
-                    let (x, p): (f32, &[f32; LANES]) = (a[r * d + c], p[r * kp + jc * LANES..][..LANES].try_into().expect("a lane"));
-                    for l in 0..LANES {
-                        sum[l] = fma(x, p[l], sum[l]);
-                    }
+    fn rows_by_rows_tile<const R: usize, const W: usize>(p: &[f32], kp: usize, m: Rows, n: usize, c0: usize, out: &mut [f32]) {
+        let d = m.d;
+        let mut acc = [[0f32; W]; R];
+        for j in 0..n {
+            let row: &[f32; W] = m.row(j)[c0..][..W].try_into().expect("a tile");
+            for r in 0..R {
+                let x = p[r * kp + j];
+                for l in 0..W {
+                    acc[r][l] = fma(x, row[l], acc[r][l]);
                 }
-                *out = sum;
             }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * d + c0..][..W].copy_from_slice(acc);
+        }
+    }
+
+    /// `acc[j][:] += Σ_r p[r][j]·a[r][:]` for `j < n`: `p` `[R, kp]`, `a` `[R, d]`, `acc` `[keys, d]`.
+    /// Columns 16 (then 8) at a time with the `R` rows of `a` held in registers: a key costs its
+    /// accumulator's load and store and `R` broadcasts.
+    #[inline(always)]
+    fn add_rows_outer<const R: usize>(p: &[f32], kp: usize, a: &[f32], n: usize, acc: &mut [f32]) {
+        let d = a.len() / R;
+        let mut c0 = 0;
+        while c0 + 2 * LANES <= d {
+            add_rows_outer_tile::<R, { 2 * LANES }>(p, kp, a, n, c0, acc);
+            c0 += 2 * LANES;
+        }
+        if c0 + LANES <= d {
+            add_rows_outer_tile::<R, LANES>(p, kp, a, n, c0, acc);
+            c0 += LANES;
+        }
+        for c in c0..d {
+            for j in 0..n {
+                let mut sum = acc[j * d + c];
+                for r in 0..R {
+                    sum = fma(p[r * kp + j], a[r * d + c], sum);
+                }
+                acc[j * d + c] = sum;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn add_rows_outer_tile<const R: usize, const W: usize>(p: &[f32], kp: usize, a: &[f32], n: usize, c0: usize, acc: &mut [f32]) {
+        let d = a.len() / R;
+        let mut rows = [[0f32; W]; R];
+        for (r, row) in rows.iter_mut().enumerate() {
+            row.copy_from_slice(&a[r * d + c0..][..W]);
+        }
+        for j in 0..n {
+            let out: &mut [f32; W] = (&mut acc[j * d + c0..][..W]).try_into().expect("a tile");
+            let mut sum = *out;
+            for r in 0..R {
+                let x = p[r * kp + j];
+                for l in 0..W {
+                    sum[l] = fma(x, rows[r][l], sum[l]);
+                }
+            }
+            *out = sum;
         }
     }
 
@@ -624,15 +696,15 @@ mod flex {
             }
             lse[i + r] = max + sum.ln();
         }
-        rows_dot::<R>(s, head.vt, kp, chunks, &mut o[i * d..][..R * d]);
+        rows_by_rows::<R>(s, kp, head.v, n, &mut o[i * d..][..R * d]);
     }
 
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn backward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], scratch: &mut [f32]) {
+    fn backward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
         let (_, _, kp, d) = head.dims();
         let (p, ds) = scratch.split_at_mut(ROWS * kp);
-        let (_, chunks) = block_scores::<R>(head, i, p);
+        let (n, chunks) = block_scores::<R>(head, i, p);
         for r in 0..R {
             let l = lse[i + r];
             for x in p[r * kp..][..chunks * LANES].iter_mut() {
@@ -651,9 +723,9 @@ mod flex {
                 *ds = p * (*ds - delta);
             }
         }
-        add_outer::<R>(g, p, kp, chunks, dvt);
-        rows_dot::<R>(ds, head.kt, kp, chunks, &mut dq[i * d..][..R * d]);
-        add_outer::<R>(&head.q[i * d..][..R * d], ds, kp, chunks, dkt);
+        add_rows_outer::<R>(p, kp, g, n, dv);
+        rows_by_rows::<R>(ds, kp, head.k, n, &mut dq[i * d..][..R * d]);
+        add_rows_outer::<R>(ds, kp, &head.q[i * d..][..R * d], n, dk);
     }
 
     kernel! {
@@ -673,19 +745,19 @@ mod flex {
     }
 
     kernel! {
-        /// One head's backward for the output gradient `g` `[queries, d]`: `dq` `[queries, d]`, `dkt`,
-        /// `dvt` `[d, kp]` (zeros on entry); `scratch` holds `2·ROWS·kp`.
-        fn attention_head_backward / attention_head_backward_baseline(head: AttentionHead, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], scratch: &mut [f32]) {
+        /// One head's backward for the output gradient `g` `[queries, d]`: `dq` `[queries, d]`, `dk`,
+        /// `dv` `[keys, d]` (zeros on entry); `scratch` holds `2·ROWS·kp`.
+        fn attention_head_backward / attention_head_backward_baseline(head: AttentionHead, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
             let (queries, mut i) = (head.dims().0, 0);
             while i + ROWS <= queries {
-                backward_rows::<ROWS>(&head, i, o, g, lse, dq, dkt, dvt, scratch);
+                backward_rows::<ROWS>(&head, i, o, g, lse, dq, dk, dv, scratch);
                 i += ROWS;
             }
             for i in i..queries {
-                backward_rows::<1>(&head, i, o, g, lse, dq, dkt, dvt, scratch);
+                backward_rows::<1>(&head, i, o, g, lse, dq, dk, dv, scratch);
             }
             let scale = head.scale;
-            for x in dq.iter_mut().chain(dkt.iter_mut()) {
+            for x in dq.iter_mut().chain(dk.iter_mut()) {
                 *x *= scale;
             }
         }
@@ -694,7 +766,7 @@ mod flex {
     /// Below this many queries (a thought pass: one per item) a head reads its keys and values where
     /// they lie, key by key, instead of transposing them first (which costs as much as the products
     /// for one query).
-    const FEW_QUERIES: usize = ROWS;
+    const FEW_QUERIES: usize = 4;
 
     kernel! {
         /// One head's forward for a few queries: `heads` = q, k, v, `bh` = (batch, head); `o`
@@ -1102,8 +1174,8 @@ mod tests {
     #[test]
     fn fused_attention_matches_burns_attention_in_values_and_gradients() {
         // The whole sequence; 3 new queries after 8 cached keys (a thought pass); a model's head
-        // width (16, 2 × 8 lanes) and an odd one.
-        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (13, 13, 7), (37, 37, 16)] {
+        // width (16, 2 × 8 lanes), an odd one, one of 16 + 8 columns and one of 8.
+        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (13, 13, 7), (37, 37, 16), (19, 19, 24), (9, 9, 8)] {
             let [b, h] = [2, 3];
             let (q, w) = (random([b, h, queries, d], 1.5), random([b, h, queries, d], 1.0));
             let (k, v) = (random([b, h, keys, d], 1.5), random([b, h, keys, d], 1.0));
@@ -1198,27 +1270,28 @@ mod tests {
         let kp = keys.div_ceil(8) * 8;
         let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin() * 1.5).collect::<Vec<f32>>();
         let (q, g) = (wave(queries * d, 0.37), wave(queries * d, 0.53));
-        let (mut kt, mut vt) = (vec![0f32; d * kp], vec![0f32; d * kp]);
+        let (mut kt, mut vt, mut k, mut v) = (vec![0f32; d * kp], vec![0f32; d * kp], vec![0f32; keys * d], vec![0f32; keys * d]);
         for c in 0..d {
             for j in 0..keys {
-                kt[c * kp + j] = ((c * keys + j) as f32 * 0.71).cos();
-                vt[c * kp + j] = ((c * keys + j) as f32 * 0.29).sin();
+                (k[j * d + c], v[j * d + c]) = (((c * keys + j) as f32 * 0.71).cos(), ((c * keys + j) as f32 * 0.29).sin());
+                (kt[c * kp + j], vt[c * kp + j]) = (k[j * d + c], v[j * d + c]);
             }
         }
+        let (k, v) = (flex::Rows { data: &k, stride: d, d }, flex::Rows { data: &v, stride: d, d });
         let past = keys - queries;
         let bias: Vec<f32> = (0..queries * keys).map(|i| if i % keys > past + i / keys { f32::NEG_INFINITY } else { 0.0 }).collect();
         let attended: Vec<usize> = (0..queries).map(|i| past + i + 1).collect();
-        let head = flex::AttentionHead { q: &q, kt: &kt, vt: &vt, bias: &bias, attended: &attended, scale: 0.25 };
+        let head = flex::AttentionHead { q: &q, kt: &kt, k, v, vt: &vt, bias: &bias, attended: &attended, scale: 0.25 };
         let run = |fast: bool| {
-            let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; 4 * kp]);
+            let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; flex::ROWS * kp]);
             if fast { flex::attention_head(head, &mut o, &mut lse, &mut s) } else { flex::attention_head_baseline(head, &mut o, &mut lse, &mut s) }
-            let (mut dq, mut dkt, mut dvt, mut scratch) = (vec![0f32; queries * d], vec![0f32; d * kp], vec![0f32; d * kp], vec![0f32; 8 * kp]);
+            let (mut dq, mut dk, mut dv, mut scratch) = (vec![0f32; queries * d], vec![0f32; keys * d], vec![0f32; keys * d], vec![0f32; 2 * flex::ROWS * kp]);
             if fast {
-                flex::attention_head_backward(head, &o, &g, &lse, &mut dq, &mut dkt, &mut dvt, &mut scratch)
+                flex::attention_head_backward(head, &o, &g, &lse, &mut dq, &mut dk, &mut dv, &mut scratch)
             } else {
-                flex::attention_head_backward_baseline(head, &o, &g, &lse, &mut dq, &mut dkt, &mut dvt, &mut scratch)
+                flex::attention_head_backward_baseline(head, &o, &g, &lse, &mut dq, &mut dk, &mut dv, &mut scratch)
             }
-            [o, lse, dq, dkt, dvt]
+            [o, lse, dq, dk, dv]
         };
         for (name, (fast, base)) in ["o", "lse", "dq", "dk", "dv"].iter().zip(run(true).iter().zip(run(false).iter())) {
             for (a, b) in fast.iter().zip(base) {
