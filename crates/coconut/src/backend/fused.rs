@@ -534,51 +534,32 @@ mod flex {
     }
 
     /// `out[r][j] = Σ_c a[r][c]·bt[c][j]` for `R` rows of `a` (`[R, d]`) and the first `chunks`
-    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. Two lanes of keys at a time: `2·R` sums in
-    /// registers, two loads and `R` broadcasts for `2·R` multiply-adds.
+    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. Two lanes of keys at a time.
     #[inline(always)]
     fn rows_times<const R: usize>(a: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
+        let d = a.len() / R;
         let mut jc = 0;
         while jc + 2 <= chunks {
-            rows_times_tile::<R, { 2 * LANES }>(a, bt, kp, jc * LANES, out);
+            product_tile::<R, { 2 * LANES }>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
             jc += 2;
         }
         if jc < chunks {
-            rows_times_tile::<R, LANES>(a, bt, kp, jc * LANES, out);
-        }
-    }
-
-    #[inline(always)]
-    fn rows_times_tile<const R: usize, const W: usize>(a: &[f32], bt: &[f32], kp: usize, j0: usize, out: &mut [f32]) {
-        let d = a.len() / R;
-        let mut acc = [[0f32; W]; R];
-        for c in 0..d {
-            let b: &[f32; W] = bt[c * kp + j0..][..W].try_into().expect("a tile");
-            for r in 0..R {
-                let x = a[r * d + c];
-                for l in 0..W {
-                    acc[r][l] = fma(x, b[l], acc[r][l]);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            out[r * kp + j0..][..W].copy_from_slice(acc);
+            product_tile::<R, LANES>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
         }
     }
 
     /// `out[r][:] = Σ_{j < n} p[r][j]·m[j][:]`: `p` `[R, kp]`, the rows `m`, `out` `[R, d]`. Columns
-    /// 16 (then 8) at a time, the `R` output rows in registers; a key costs one or two loads and `R`
-    /// broadcasts; columns past the last whole 8 (odd head widths) one at a time.
+    /// 16 (then 8) at a time; columns past the last whole 8 (odd head widths) one at a time.
     #[inline(always)]
     fn rows_by_rows<const R: usize>(p: &[f32], kp: usize, m: Rows, n: usize, out: &mut [f32]) {
         let d = m.d;
         let mut c0 = 0;
         while c0 + 2 * LANES <= d {
-            rows_by_rows_tile::<R, { 2 * LANES }>(p, kp, m, n, c0, out);
+            product_tile::<R, { 2 * LANES }>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
             c0 += 2 * LANES;
         }
         if c0 + LANES <= d {
-            rows_by_rows_tile::<R, LANES>(p, kp, m, n, c0, out);
+            product_tile::<R, LANES>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
             c0 += LANES;
         }
         for c in c0..d {
@@ -592,21 +573,23 @@ mod flex {
         }
     }
 
+    /// The micro-kernel of both: `out[r][..W] = Σ_{j < n} x[r][j]·m[j][..W]` for `R` rows, with
+    /// rows of `x`, `m` and `out` `x_row`, `m_row` and `out_row` apart. The `R × W` sums stay in
+    /// registers; each `j` costs `W / 8` loads and `R` broadcasts for `R·W / 8` multiply-adds.
     #[inline(always)]
-    fn rows_by_rows_tile<const R: usize, const W: usize>(p: &[f32], kp: usize, m: Rows, n: usize, c0: usize, out: &mut [f32]) {
-        let d = m.d;
+    fn product_tile<const R: usize, const W: usize>(x: &[f32], x_row: usize, m: &[f32], m_row: usize, n: usize, out: &mut [f32], out_row: usize) {
         let mut acc = [[0f32; W]; R];
         for j in 0..n {
-            let row: &[f32; W] = m.row(j)[c0..][..W].try_into().expect("a tile");
+            let row: &[f32; W] = m[j * m_row..][..W].try_into().expect("a tile");
             for r in 0..R {
-                let x = p[r * kp + j];
+                let x = x[r * x_row + j];
                 for l in 0..W {
                     acc[r][l] = fma(x, row[l], acc[r][l]);
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            out[r * d + c0..][..W].copy_from_slice(acc);
+            out[r * out_row..][..W].copy_from_slice(acc);
         }
     }
 
