@@ -78,12 +78,14 @@ for a in [0, 0.25, 0.5, 0.75, 1.0]:
 for h in range(int(tmax) + 1):
     parts.append(f'<text x="{x(h)}" y="{H - B + 16}" text-anchor="middle">{h}</text>')
 parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">training wall time, hours (2 CPU cores)</text>')
-parts.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">answer accuracy (k = 6)</text>')
+parts.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">answer accuracy (k = {0 if cfg.get("curriculum", {}).get("variant") in ("cot", "no-cot") else 6})</text>')
 parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(0.5)}" y2="{y(0.5)}" stroke="#999" stroke-dasharray="4 3"/>')
 series = [("validation, 200 full size (every epoch)", "#7f7f7f", [(hours[e], a) for e, a in val])]
 for key, color, name in [("full9001", "#d62728", "500 official size (seed 9001)"), ("mid78", "#ff7f0e", "100 with 12-15 nodes (seed 78)"),
                          ("small4243", "#2ca02c", "500 with 6-9 nodes (seed 4243)")]:
-    series.append((name, color, [(hours[p["epoch"]], p[key]) for p in curve]))
+    points = [(hours[p["epoch"]], p[key]) for p in curve if key in p]  # a run may be measured on some sets only
+    if points:
+        series.append((name, color, points))
 if compare:
     # Aligned by curriculum epoch: a run's recall epochs (data.recall_epochs) come before its epoch 0.
     recall = lambda d: tomllib.load(open(f"{d}/config.toml", "rb")).get("data", {}).get("recall_epochs", 0)
