@@ -477,13 +477,7 @@ impl Rotary {
     /// `(x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin)` on the two halves of the first `dims`
     /// features of the last dimension; the features after them pass unchanged.
     pub(crate) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
-        let (head_dim, half) = (x.dims()[3], self.cos.dims()[3]);
-        let (x1, x2) = (x.clone().narrow(3, 0, half), x.clone().narrow(3, half, half));
-        let mut parts = vec![x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone(), x2 * self.cos.clone() + x1 * self.sin.clone()];
-        if 2 * half < head_dim {
-            parts.push(x.narrow(3, 2 * half, head_dim - 2 * half));
-        }
-        Tensor::cat(parts, 3)
+        fused::rotary(x, self.cos.clone(), self.sin.clone())
     }
 }
 

@@ -13,6 +13,9 @@
 //!   one query row at a time (as FlashAttention does), so the `[queries, keys]` scores of every head
 //!   never exist in memory: with D = Σ g⊙o per query and ds = p⊙(g·vᵀ − D),
 //!   dv = pᵀ·g, dq = scale·ds·k, dk = scale·dsᵀ·q.
+//! - rotary positions (Su et al. 2021), per head row at angles a_f (f < half): the pair
+//!   (x_f, x_{f+half}) → (x_f·cos a_f − x_{f+half}·sin a_f, x_{f+half}·cos a_f + x_f·sin a_f), features
+//!   from 2·half on unchanged; a rotation, so its gradient is the rotation by −a_f of the output's gradient.
 //! - causal depthwise convolution over time (`model.qkv_conv`), at the last `len` of `total`
 //!   positions: y[t] = Σ_j c[j] ⊙ x[t − j] (x before position 0 is 0);
 //!   dx[s] = Σ_j c[j] ⊙ g[s + j], dc[j] = Σ_t g[t] ⊙ x[t − j] (sums over the batch too).
@@ -62,6 +65,9 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
         scale: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// The rotary rotation of `x` `[b, h, t, d]` at angles whose cosines and sines are `cos`, `sin`
+    /// `[b, 1, t, half]` (constants); `inverse`: by the negated angles, which is also its gradient.
+    fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self>;
     /// The causal convolution of `x` `[b, total, f]` by `c` `[w, f]` at the last `len` positions: `[b, len, f]`.
     fn fused_causal_conv(x: FloatTensor<Self>, c: FloatTensor<Self>, len: usize) -> FloatTensor<Self>;
     /// `(dx, dc)`.
@@ -118,6 +124,16 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>
     composed::attention(q, k, v, mask)
 }
 
+/// Rotary positions: each head row's feature pairs `(f, f + half)`, `f < half`, rotated by the
+/// angles whose cosines and sines are `cos`, `sin` `[batch, 1, len, half]`; `x` `[batch, heads, len, d]`.
+pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    if fused_on(&x.device()) {
+        let [cos, sin] = [cos, sin].map(|t| t.detach().into_dispatch());
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rotary(x.into_dispatch(), cos, sin, false));
+    }
+    composed::rotary(x, cos, sin)
+}
+
 /// The causal convolution over time at the last `len` of `x`'s positions: y[t] = Σ_j c[j] ⊙
 /// x[t − j], with x before its first position 0. `x` `[batch, total, f]`, `c` `[w, f]`.
 pub fn causal_conv(x: Tensor<3>, c: Tensor<2>, len: usize) -> Tensor<3> {
@@ -147,6 +163,17 @@ pub mod composed {
         let [batch, heads, queries, keys] = [q.dims()[0], q.dims()[1], q.dims()[2], k.dims()[2]];
         let mask = mask.expand([batch, heads, queries, keys]);
         burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
+    }
+
+    /// The rotation on the two halves of the first `2·half` features, the rest passed through.
+    pub fn rotary(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+        let (head_dim, half) = (x.dims()[3], cos.dims()[3]);
+        let (x1, x2) = (x.clone().narrow(3, 0, half), x.clone().narrow(3, half, half));
+        let mut parts = vec![x1.clone() * cos.clone() - x2.clone() * sin.clone(), x2 * cos + x1 * sin];
+        if 2 * half < head_dim {
+            parts.push(x.narrow(3, 2 * half, head_dim - 2 * half));
+        }
+        Tensor::cat(parts, 3)
     }
 
     /// The causal convolution as `w` shifted views of `x`, each scaled by its tap, summed.
@@ -290,6 +317,21 @@ mod flex {
             )
         }
 
+        fn fused_rotary(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, inverse: bool) -> FlexTensor {
+            let x = Heads::new(&x);
+            let [batch, heads, len, d] = x.dims;
+            let (cos, sin) = (f32_data(&cos), f32_data(&sin));
+            let half = cos.len() / (batch * len).max(1);
+            assert!(cos.len() == batch * len * half && sin.len() == cos.len() && 2 * half <= d, "rotary angles are [batch, 1, len, half ≤ d/2]");
+            let mut y = vec![0f32; x.len()];
+            for (bh, y) in y.chunks_exact_mut(len * d).enumerate() {
+                let (b, h) = (bh / heads, bh % heads);
+                let angles = b * len * half..(b + 1) * len * half;
+                rotate(x.rows(b, h), &cos[angles.clone()], &sin[angles], if inverse { -1.0 } else { 1.0 }, y);
+            }
+            FlexTensor::from_data(TensorData::new(y, [batch, heads, len, d]))
+        }
+
         fn fused_causal_conv(x: FlexTensor, c: FlexTensor, len: usize) -> FlexTensor {
             let dims = conv_dims(&x, len);
             let (xs, cs) = (f32_data(&x), f32_data(&c));
@@ -389,6 +431,25 @@ mod flex {
                 for i in 0..d {
                     dx[i] = rstd * (gg[i] - mean_gg - xhat[i] * mean_ggx);
                 }
+            }
+        }
+    }
+
+    kernel! {
+        /// One head: `x` its rows, `cos`, `sin` `[t, half]`, `sign` −1 to rotate by the negated angles; `y` `[t, d]`.
+        fn rotate / rotate_baseline(x: Rows, cos: &[f32], sin: &[f32], sign: f32, y: &mut [f32]) {
+            let (d, half) = (x.d, cos.len() / (y.len() / x.d).max(1));
+            for (t, y) in y.chunks_exact_mut(d).enumerate() {
+                let (row, c, s) = (x.row(t), &cos[t * half..][..half], &sin[t * half..][..half]);
+                let (y1, rest) = y.split_at_mut(half);
+                let (y2, pass) = rest.split_at_mut(half);
+                let (x1, x2) = (&row[..half], &row[half..2 * half]);
+                for f in 0..half {
+                    let (c, s) = (c[f], sign * s[f]);
+                    y1[f] = x1[f] * c - x2[f] * s;
+                    y2[f] = x2[f] * c + x1[f] * s;
+                }
+                pass.copy_from_slice(&row[2 * half..]);
             }
         }
     }
@@ -1006,6 +1067,31 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn fused_rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct RotaryBackward;
+        impl<B: FusedOps> Backward<B, 1> for RotaryBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, bool);
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (cos, sin, inverse) = ops.state;
+                if let [Some(parent)] = ops.parents {
+                    grads.register::<B>(parent.id, B::fused_rotary(grad, cos, sin, !inverse));
+                }
+            }
+        }
+        // The angles come from the positions: constants, outside the graph.
+        let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        let (x, node) = x.into_parts();
+        match RotaryBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::fused_rotary(x, cos.clone(), sin.clone(), inverse);
+                prep.finish((cos, sin, inverse), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_rotary(x, cos, sin, inverse)),
+        }
+    }
+
     fn fused_causal_conv(x: FloatTensor<Self>, c: FloatTensor<Self>, len: usize) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct CausalConvBackward;
@@ -1139,6 +1225,33 @@ mod tests {
         assert_close("layer norm", yf, yc);
         for (i, name) in ["dx", "dgamma", "dbeta"].iter().enumerate() {
             assert_close(name, gf[i].clone(), gc[i].clone());
+        }
+    }
+
+    #[test]
+    fn rotary_matches_the_composition_in_values_and_gradients() {
+        // Heads split from a projection (rows strided in place), every item at its own positions;
+        // every feature rotated (head width 16), and the first 4 of 6 (partial rotary).
+        for (d, half) in [(16, 8), (6, 2)] {
+            let [b, h, t] = [2, 3, 5];
+            let projected = random([b, t, 3 * h * d], 1.0);
+            let w = random([b, h, t, d], 1.0);
+            let angle: Vec<f32> = (0..b * t * half).map(|i| (i / half) as f32 * 0.7 + 10000f32.powf(-((i % half) as f32) / half as f32)).collect();
+            let angle = Tensor::<1>::from_data(TensorData::new(angle, [b * t * half]), &device()).reshape([b, 1, t, half]);
+            let (cos, sin) = (angle.clone().cos(), angle.sin());
+            let run = |fused: bool| {
+                let (cos, sin) = (cos.clone(), sin.clone());
+                move |[p]: [Tensor<3>; 1]| {
+                    let k = p.narrow(2, h * d, h * d).reshape([b, t, h, d]).swap_dims(1, 2);
+                    let y = if fused { rotary(k, cos.clone(), sin.clone()) } else { composed::rotary(k, cos.clone(), sin.clone()) };
+                    y.swap_dims(1, 2).reshape([b, t, h * d])
+                }
+            };
+            let w = w.swap_dims(1, 2).reshape([b, t, h * d]).detach();
+            let (yf, gf) = value_and_grads(run(true), &[projected.clone()], &w);
+            let (yc, gc) = value_and_grads(run(false), &[projected], &w);
+            assert_close("rotary", yf, yc);
+            assert_close("rotary dx", gf[0].clone(), gc[0].clone());
         }
     }
 
