@@ -190,8 +190,8 @@ pub mod composed {
 
 #[cfg(feature = "flex")]
 mod flex {
-    //! The kernels: plain loops over contiguous f32 rows, each compiled twice, for the baseline
-    //! CPU and for AVX2 + FMA, picked when it runs (`kernel!`).
+    //! The kernels: plain loops over contiguous f32 rows, each compiled three times, for the
+    //! baseline CPU, for AVX2 + FMA and for AVX-512, picked when it runs (`kernel!`).
     use super::*;
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;
@@ -356,14 +356,24 @@ mod flex {
         [shape[0], shape[1], len, shape[2]]
     }
 
-    /// Defines kernel `$name`, which runs its body compiled for AVX2 + FMA when the CPU has them
-    /// (8 lanes instead of the baseline's 4), and `$baseline`, the same body for any x86-64 CPU.
+    /// Defines kernel `$name`, which runs its body compiled for AVX-512 when the CPU has it (16
+    /// lanes: a 16-feature head row is one register), else for AVX2 + FMA (8 lanes) when it has
+    /// those, instead of the baseline's 4, and `$baseline`, the same body for any x86-64 CPU.
     /// The body is an `#[inline(always)]` function called straight from the function with those
     /// target features, so its loops are compiled with them.
     macro_rules! kernel {
         ($(#[$doc:meta])* fn $name:ident / $baseline:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$doc])*
             pub(super) fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    fn avx512($($arg: $ty),*) {
+                        $baseline($($arg),*)
+                    }
+                    // SAFETY: the CPU has the features `avx512` is compiled for (checked above).
+                    return unsafe { avx512($($arg),*) };
+                }
                 #[cfg(target_arch = "x86_64")]
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     #[target_feature(enable = "avx2,fma")]
@@ -533,8 +543,8 @@ mod flex {
     }
 
     /// The micro-kernels work on `ROWS` queries at once, over 16 (then 8) keys or features at a
-    /// time (two AVX2 registers, then one): each key's or feature's values are loaded once for all
-    /// the queries, and the `ROWS × 16` sums (12 registers) stay in registers. Keys are stored padded
+    /// time (two AVX2 registers, then one; one AVX-512 register): each key's or feature's values are
+    /// loaded once for all the queries, and the `ROWS × 16` sums (12 AVX2 registers, 6 AVX-512) stay in registers. Keys are stored padded
     /// to whole `LANES` in the transposed layouts.
     const LANES: usize = 8;
     pub(super) const ROWS: usize = 6;
@@ -1341,10 +1351,10 @@ mod tests {
         }
     }
 
-    /// The kernels run compiled for AVX2 + FMA where the CPU has them; the baseline build of the
+    /// The kernels run compiled for AVX-512 or AVX2 + FMA where the CPU has them; the baseline build of the
     /// same loops (what a CPU without them runs) gives the same numbers.
     #[test]
-    fn the_avx2_and_baseline_kernels_agree() {
+    fn the_simd_and_baseline_kernels_agree() {
         let xs: Vec<f32> = (0..1001).map(|i| -9.0 + 18.0 * i as f32 / 1000.0).collect();
         let (mut fast, mut base) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
         flex::gelu(&xs, &mut fast);
@@ -1359,9 +1369,9 @@ mod tests {
     }
 
     /// The same for one attention head, forward and backward, over whole register blocks and the
-    /// rows after them (a CPU without AVX2 + FMA runs the baseline build).
+    /// rows after them (a CPU without AVX2 + FMA runs the baseline build; with AVX-512, its build).
     #[test]
-    fn the_avx2_and_baseline_attention_kernels_agree() {
+    fn the_simd_and_baseline_attention_kernels_agree() {
         let (queries, keys, d): (usize, usize, usize) = (7, 11, 16);
         let kp = keys.div_ceil(8) * 8;
         let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin() * 1.5).collect::<Vec<f32>>();
@@ -1391,7 +1401,7 @@ mod tests {
         };
         for (name, (fast, base)) in ["o", "lse", "dq", "dk", "dv"].iter().zip(run(true).iter().zip(run(false).iter())) {
             for (a, b) in fast.iter().zip(base) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name}: {a} (AVX2) vs {b} (baseline)");
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name}: {a} (SIMD build) vs {b} (baseline)");
             }
         }
     }
