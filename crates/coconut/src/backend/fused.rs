@@ -249,25 +249,25 @@ mod flex {
             let [batch, heads, queries, d] = q.dims;
             let (keys, bias) = (k.dims[2], f32_data(&bias));
             let attended = attended_keys(&bias, keys);
-            // Each head writes its rows of the outputs where they lie (no per-head buffers to join).
-            let (mut o, mut lse) = (vec![0f32; batch * heads * queries * d], vec![0f32; batch * heads * queries]);
-            let outputs: Vec<_> = o.chunks_mut((queries * d).max(1)).zip(lse.chunks_mut(queries.max(1))).collect();
-            each_head_into(outputs, |bh, (o, lse)| {
+            let per_head = each_head(batch * heads, |bh| {
                 let (b, h) = (bh / heads, bh % heads);
-                let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
                 if queries < FEW_QUERIES {
-                    let mut s = vec![0f32; keys];
-                    attention_few(&[&q, &k, &v], [b, h], bias, attended, scale as f32, o, lse, &mut s);
-                    return;
+                    let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; keys]);
+                    let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
+                    attention_few(&[&q, &k, &v], [b, h], bias, attended, scale as f32, &mut o, &mut lse, &mut s);
+                    return (o, lse);
                 }
                 let (qs, kt) = (q.gather(b, h), k.gather_transposed(b, h));
-                let mut s = vec![0f32; ROWS * padded(keys)];
+                let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; ROWS * padded(keys)]);
+                let bias = &bias[b * queries * keys..][..queries * keys];
                 let (k, v) = (k.rows(b, h), v.rows(b, h));
-                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &[], bias, attended, scale: scale as f32 };
-                attention_head(head, o, lse, &mut s);
+                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &[], bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                attention_head(head, &mut o, &mut lse, &mut s);
+                (o, lse)
             });
-            let o = FlexTensor::from_data(TensorData::new(o, [batch, heads, queries, d]));
-            (o, FlexTensor::from_data(TensorData::new(lse, [batch, heads, queries])))
+            let (o, lse): (Vec<_>, Vec<_>) = per_head.into_iter().unzip();
+            let o = FlexTensor::from_data(TensorData::new(o.concat(), [batch, heads, queries, d]));
+            (o, FlexTensor::from_data(TensorData::new(lse.concat(), [batch, heads, queries])))
         }
 
         fn fused_attention_backward(
@@ -284,23 +284,31 @@ mod flex {
             let [batch, heads, queries, d] = q.dims;
             let (keys, bias, lse) = (k.dims[2], f32_data(&bias), f32_data(&lse));
             let attended = attended_keys(&bias, keys);
-            let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], vec![0f32; k.len()], vec![0f32; v.len()]);
-            let outputs: Vec<_> = dq.chunks_mut((queries * d).max(1)).zip(dk.chunks_mut((keys * d).max(1)).zip(dv.chunks_mut((keys * d).max(1)))).collect();
-            each_head_into(outputs, |bh, (dq, (dk, dv))| {
+            let per_head = each_head(batch * heads, |bh| {
                 let (b, h) = (bh / heads, bh % heads);
                 let lse = &lse[bh * queries..][..queries];
-                let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
                 if queries < FEW_QUERIES {
-                    attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, dq, dk, dv);
-                    return;
+                    let (mut dq, mut dk, mut dv) = (vec![0f32; queries * d], vec![0f32; keys * d], vec![0f32; keys * d]);
+                    let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
+                    attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, &mut dq, &mut dk, &mut dv);
+                    return (dq, dk, dv);
                 }
                 let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
                 let (os, gs) = (o.gather(b, h), g.gather(b, h));
-                let mut scratch = vec![0f32; 2 * ROWS * padded(keys)];
+                let (mut dq, kp) = (vec![0f32; queries * d], padded(keys));
+                let (mut dk, mut dv, mut scratch) = (vec![0f32; keys * d], vec![0f32; keys * d], vec![0f32; 2 * ROWS * kp]);
+                let bias = &bias[b * queries * keys..][..queries * keys];
                 let (k, v) = (k.rows(b, h), v.rows(b, h));
-                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &vt, bias, attended, scale: scale as f32 };
-                attention_head_backward(head, &os, &gs, lse, dq, dk, dv, &mut scratch);
+                let head = AttentionHead { q: &qs, kt: &kt, k, v, vt: &vt, bias, attended: &attended[b * queries..][..queries], scale: scale as f32 };
+                attention_head_backward(head, &os, &gs, lse, &mut dq, &mut dk, &mut dv, &mut scratch);
+                (dq, dk, dv)
             });
+            let (mut dq, mut dk, mut dv) = (Vec::with_capacity(q.len()), Vec::with_capacity(k.len()), Vec::with_capacity(v.len()));
+            for (q, k, v) in per_head {
+                dq.extend_from_slice(&q);
+                dk.extend_from_slice(&k);
+                dv.extend_from_slice(&v);
+            }
             let kv_shape = [batch, heads, keys, d];
             (
                 FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
@@ -523,15 +531,15 @@ mod flex {
         bias.chunks_exact(keys).map(|b| b.iter().rposition(|&b| b != f32::NEG_INFINITY).map_or(0, |j| j + 1)).collect()
     }
 
-    /// `f(i, outputs[i])` for each head `i` (its chunks of the op's outputs), on the worker's rayon pool natively.
-    fn each_head_into<T: Send>(outputs: Vec<T>, f: impl Fn(usize, T) + Sync + Send) {
+    /// `f(i)` for each of `n` heads, on the worker's rayon pool natively.
+    fn each_head<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            outputs.into_par_iter().enumerate().for_each(|(bh, out)| f(bh, out));
+            (0..n).into_par_iter().map(f).collect()
         }
         #[cfg(target_arch = "wasm32")]
-        outputs.into_iter().enumerate().for_each(|(bh, out)| f(bh, out));
+        (0..n).map(f).collect()
     }
 
     /// The micro-kernels work on `ROWS` queries at once, over 16 (then 8) keys or features at a
