@@ -365,30 +365,26 @@ mod flex {
         ($(#[$doc:meta])* fn $name:ident / $baseline:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$doc])*
             pub(super) fn $name($($arg: $ty),*) {
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-                    #[target_feature(enable = "avx512f,avx2,fma")]
-                    fn avx512($($arg: $ty),*) {
-                        $baseline($($arg),*)
-                    }
-                    // SAFETY: the CPU has the features `avx512` is compiled for (checked above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    #[target_feature(enable = "avx2,fma")]
-                    fn avx2($($arg: $ty),*) {
-                        $baseline($($arg),*)
-                    }
-                    // SAFETY: the CPU has the features `avx2` is compiled for (checked above).
-                    return unsafe { avx2($($arg),*) };
-                }
+                kernel!(@build "avx512f,avx2,fma", ["avx512f", "avx2", "fma"], $baseline($($arg: $ty),*));
+                kernel!(@build "avx2,fma", ["avx2", "fma"], $baseline($($arg: $ty),*));
                 $baseline($($arg),*)
             }
 
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             pub(super) fn $baseline($($arg: $ty),*) $body
+        };
+        // Returns from the kernel with `$baseline` compiled for `$features` when the CPU has `$detect`.
+        (@build $features:tt, [$($detect:tt),*], $baseline:ident($($arg:ident: $ty:ty),*)) => {
+            #[cfg(target_arch = "x86_64")]
+            if $(std::is_x86_feature_detected!($detect))&&* {
+                #[target_feature(enable = $features)]
+                fn build($($arg: $ty),*) {
+                    $baseline($($arg),*)
+                }
+                // SAFETY: the CPU has the features `build` is compiled for (checked above).
+                return unsafe { build($($arg),*) };
+            }
         };
     }
 
