@@ -1362,6 +1362,18 @@ mod tests {
             assert!((fast[i] - base[i]).abs() <= 1e-6 * (1.0 + base[i].abs()), "gelu({}) {} vs {}", xs[i], fast[i], base[i]);
             assert!((gfast[i] - gbase[i]).abs() <= 1e-6, "gelu'({}) {} vs {}", xs[i], gfast[i], gbase[i]);
         }
+        // The rotary rotation of 7 rows of 20 features (16 rotated: a whole 16-lane pair, then the rest), strided 24 apart.
+        let (t, d, half) = (7, 20, 8);
+        let rows: Vec<f32> = (0..t * 24).map(|i| (i as f32 * 0.31).sin()).collect();
+        let angle: Vec<f32> = (0..t * half).map(|i| (i / half) as f32 * 0.9 + (i % half) as f32 * 0.05).collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = angle.iter().map(|a| (a.cos(), a.sin())).unzip();
+        let x = flex::Rows { data: &rows, stride: 24, d };
+        let (mut fast, mut base) = (vec![0f32; t * d], vec![0f32; t * d]);
+        flex::rotate(x, &cos, &sin, -1.0, &mut fast);
+        flex::rotate_baseline(x, &cos, &sin, -1.0, &mut base);
+        for (a, b) in fast.iter().zip(&base) {
+            assert!((a - b).abs() <= 1e-6, "rotary {a} (SIMD build) vs {b} (baseline)");
+        }
     }
 
     /// The same for one attention head, forward and backward, over whole register blocks and the
