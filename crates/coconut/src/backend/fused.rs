@@ -320,8 +320,8 @@ mod flex {
         fn fused_rotary(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, inverse: bool) -> FlexTensor {
             let x = Heads::new(&x);
             let [batch, heads, len, d] = x.dims;
+            let half = row_len(&cos);
             let (cos, sin) = (f32_data(&cos), f32_data(&sin));
-            let half = cos.len() / (batch * len).max(1);
             assert!(cos.len() == batch * len * half && sin.len() == cos.len() && 2 * half <= d, "rotary angles are [batch, 1, len, half ≤ d/2]");
             let mut y = vec![0f32; x.len()];
             for (bh, y) in y.chunks_exact_mut(len * d).enumerate() {
