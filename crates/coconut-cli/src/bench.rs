@@ -31,6 +31,7 @@ pub struct BenchArgs {
     pub reference_device: String,
     pub batch_size: Option<usize>,
     pub train_steps: usize,
+    pub rounds: usize,
     pub questions: usize,
     pub test_file: PathBuf,
 }
@@ -143,47 +144,21 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     );
     let gemm = gemm_peak_gflops(&device);
     eprintln!("  f32 GEMM peak (1024³ matmul on this backend): {gemm:.1} GFLOP/s");
-    let training = bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, std::slice::from_ref(&device))?;
+    let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
+    let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
+    let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
     // The same steps on one worker at the other thread count (1 if this run has several, else every
     // core), in a rayon pool of that size: how a second core helps one worker.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let other_threads = if threads == 1 { cores } else { 1 };
-    let at_other = if other_threads != threads {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(other_threads).build()?;
-        Some(pool.install(|| bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, std::slice::from_ref(&device)))?)
-    } else {
-        None
-    };
-    // The same steps data-parallel over the workers a training run uses (one per core on a CPU).
-    let parallel = if workers.len() > 1 { Some(bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, &workers)?) } else { None };
-    let test = load_items(&args.test_file).with_context(|| "generation questions (--test-file)")?;
-    let test_tok = coconut::train::tokenize_items(&test, &tok).map_err(anyhow::Error::msg)?;
-    let generation = bench_generation(&config, &tok, &test_tok, args.questions.min(test.len()), &device);
-    let mut report = json!({
-        "config": args.config,
-        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params(),
-                   "position": format!("{:?}", config.position).to_lowercase(), "qkv_conv": config.qkv_conv },
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "frontier_weight": curriculum.frontier_weight,
-        "threads": threads,
-        "train_samples_per_s": training.samples_per_s,
-        "workers": 1,
-        "train_samples_per_s_workers": parallel.as_ref().map(|p| json!(p.samples_per_s)),
-        "train_workers": workers.len(),
-        "train_samples_per_s_other_threads": at_other.as_ref().map(|t| json!(t.samples_per_s)),
-        "other_threads": other_threads,
-        "train_gflops": training.gflops,
-        "gemm_peak_gflops": gemm,
-        "gen_latency_ms_b1": generation.latency,
-        "thought_ms_b1": generation.thought_ms,
-        "gen_questions_per_s": generation.questions_per_s,
-        "peak_rss_mb": peak_rss_mb(),
-    });
-    if args.reference {
+    let other_pool = if other_threads != threads { Some(rayon::ThreadPoolBuilder::new().num_threads(other_threads).build()?) } else { None };
+    let train = |devices: &[Device]| bench_training(&config, optimizer, &curriculum, &tok, batch_size, args.train_steps, devices);
+    // What PyTorch is given: the same model, optimizer, curriculum and batches; its generation is
+    // timed in the first round only (`"gen": null` in the others).
+    let spec = |batches: &serde_json::Map<String, Value>, threads: usize, with_generation: bool| {
         let n = generation.n;
         let (prompts, new_tokens) = (&generation.prompts, &generation.new_tokens);
-        let spec = json!({
+        json!({
             "config": { "vocab_size": config.vocab_size, "n_positions": config.n_positions, "n_embd": config.n_embd,
                         "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": config.n_inner,
                         "rope": config.position == Position::Rope,
@@ -194,27 +169,111 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
             "device": args.reference_device,
             "latent_id": tok.special.latent, "eos_id": tok.special.eos,
             "train_steps": args.train_steps,
-            "train": training.batches,
-            "gen": { "prompts": &prompts[..n], "new_tokens": &new_tokens[..n], "recompute_questions": n,
-                     "batch_sizes": [32, 128], "batched_prompts": &prompts[..128.min(prompts.len())] },
-        });
-        let reference = run_reference(&spec)?;
-        report["ratios"] = ratios(&report, &reference);
+            "train": batches,
+            "gen": if with_generation {
+                json!({ "prompts": &prompts[..n], "new_tokens": &new_tokens[..n], "recompute_questions": n,
+                        "batch_sizes": [32, 128], "batched_prompts": &prompts[..128.min(prompts.len())] })
+            } else { Value::Null },
+        })
+    };
+    // Each round: ours, then PyTorch at the same thread count, back to back; then the other thread
+    // count likewise; then our workers (PyTorch's figure at as many threads is the one before).
+    let mut rounds: Vec<Value> = Vec::with_capacity(args.rounds);
+    let mut reference_first: Option<Value> = None;
+    let mut gflops: Vec<serde_json::Map<String, Value>> = Vec::new();
+    for round in 0..args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {} of {}", round + 1, args.rounds);
+        }
+        let training = train(std::slice::from_ref(&device))?;
+        let reference = if args.reference { Some(run_reference(&spec(&training.batches, threads, round == 0))?) } else { None };
+        let at_other = other_pool.as_ref().map(|pool| pool.install(|| train(std::slice::from_ref(&device)))).transpose()?;
+        // PyTorch's plain and multi-pass training at the other thread count.
+        let reference_other = match (&at_other, args.reference) {
+            (Some(_), true) => Some(run_reference(&spec(&training.batches, other_threads, false))?),
+            _ => None,
+        };
+        let parallel = if workers.len() > 1 { Some(train(&workers)?) } else { None };
+        gflops.push(training.gflops);
+        if round == 0 {
+            reference_first = reference.clone();
+        }
+        let pick = |r: &Option<Value>, key: &str| r.as_ref().map(|r| r[key].clone()).unwrap_or(Value::Null);
+        rounds.push(json!({
+            "train_samples_per_s": training.samples_per_s,
+            "train_samples_per_s_other_threads": at_other.map(|t| json!(t.samples_per_s)),
+            "train_samples_per_s_workers": parallel.map(|p| json!(p.samples_per_s)),
+            "reference": { "train_samples_per_s": pick(&reference, "train_samples_per_s"), "train_plain_samples_per_s": pick(&reference, "train_plain_samples_per_s") },
+            "reference_other_threads": { "train_samples_per_s": pick(&reference_other, "train_samples_per_s"),
+                                         "train_plain_samples_per_s": pick(&reference_other, "train_plain_samples_per_s") },
+        }));
+    }
+    let median_of = |path: &[&str]| per_stage_median(&rounds, |r| path.iter().fold(r, |v, k| &v[*k]).clone());
+    let mut report = json!({
+        "config": args.config,
+        "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params(),
+                   "position": format!("{:?}", config.position).to_lowercase(), "qkv_conv": config.qkv_conv },
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "frontier_weight": curriculum.frontier_weight,
+        "threads": threads,
+        "rounds": args.rounds,
+        "train_samples_per_s": median_of(&["train_samples_per_s"]),
+        "workers": 1,
+        "train_samples_per_s_workers": median_of(&["train_samples_per_s_workers"]),
+        "train_workers": workers.len(),
+        "train_samples_per_s_other_threads": median_of(&["train_samples_per_s_other_threads"]),
+        "other_threads": other_threads,
+        "train_gflops": per_stage_median(&gflops.into_iter().map(Value::Object).collect::<Vec<_>>(), Value::clone),
+        "gemm_peak_gflops": gemm,
+        "gen_latency_ms_b1": generation.latency,
+        "thought_ms_b1": generation.thought_ms,
+        "gen_questions_per_s": generation.questions_per_s,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if let Some(mut reference) = reference_first {
+        // Its training figures: the medians over rounds (its generation: the first round's).
+        reference["train_samples_per_s"] = median_of(&["reference", "train_samples_per_s"]);
+        reference["train_plain_samples_per_s"] = median_of(&["reference", "train_plain_samples_per_s"]);
         report["reference"] = reference;
-        if at_other.is_some() {
-            // PyTorch's plain and multi-pass training at the other thread count (its generation
-            // figures are measured again and not reported).
-            let mut other = spec.clone();
-            other["threads"] = json!(other_threads);
-            report["reference_other_threads"] = run_reference(&other)?;
+        if report["train_samples_per_s_other_threads"].is_object() {
+            report["reference_other_threads"] = json!({
+                "threads": other_threads,
+                "train_samples_per_s": median_of(&["reference_other_threads", "train_samples_per_s"]),
+                "train_plain_samples_per_s": median_of(&["reference_other_threads", "train_plain_samples_per_s"]),
+            });
         }
     }
+    report["ratios"] = ratios(&report, &rounds);
+    report["train_rounds"] = json!(rounds);
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
     let md = args.json.with_extension("md");
     std::fs::write(&md, markdown(&report))?;
     println!("{}", markdown(&report));
     eprintln!("wrote {} and {}", args.json.display(), md.display());
     Ok(())
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.retain(|x| x.is_finite());
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    (n > 0).then(|| if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 })
+}
+
+/// `{stage0, stage3, stage6}` medians of the per-stage figures `of(round)` over `rounds`; null
+/// where no round has the figure.
+fn per_stage_median(rounds: &[Value], of: impl Fn(&Value) -> Value) -> Value {
+    let figures: Vec<Value> = rounds.iter().map(&of).collect();
+    if figures.iter().all(Value::is_null) {
+        return Value::Null;
+    }
+    let mut m = serde_json::Map::new();
+    for s in STAGES {
+        let key = format!("stage{s}");
+        m.insert(key.clone(), json!(median(figures.iter().filter_map(|f| f[&key].as_f64()).collect())));
+    }
+    Value::Object(m)
 }
 
 /// Training figures per stage, and the batches trained on (the reference trains on the same).
@@ -378,19 +437,30 @@ fn run_reference(spec: &Value) -> Result<Value> {
     Ok(v)
 }
 
-fn ratios(ours: &Value, theirs: &Value) -> Value {
+/// Ours over PyTorch. Training: the median over rounds of each round's ratio (both measured back to
+/// back); also our workers over our one worker. Generation: one measurement each.
+fn ratios(report: &Value, rounds: &[Value]) -> Value {
     let mut r = serde_json::Map::new();
     for s in STAGES {
         let key = format!("stage{s}");
-        let o = ours["train_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN);
-        r.insert(format!("train_{key}_vs_multipass"), json!(o / theirs["train_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN)));
-        r.insert(format!("train_{key}_vs_plain"), json!(o / theirs["train_plain_samples_per_s"][&key].as_f64().unwrap_or(f64::NAN)));
+        let ratio = |ours: &[&str], theirs: &[&str]| {
+            let at = |v: &Value, path: &[&str]| path.iter().fold(v, |v, k| &v[*k])[&key].as_f64().unwrap_or(f64::NAN);
+            json!(median(rounds.iter().map(|round| at(round, ours) / at(round, theirs)).collect()))
+        };
+        r.insert(format!("train_{key}_vs_multipass"), ratio(&["train_samples_per_s"], &["reference", "train_samples_per_s"]));
+        r.insert(format!("train_{key}_vs_plain"), ratio(&["train_samples_per_s"], &["reference", "train_plain_samples_per_s"]));
+        r.insert(format!("train_{key}_other_threads_vs_plain"), ratio(&["train_samples_per_s_other_threads"], &["reference_other_threads", "train_plain_samples_per_s"]));
+        r.insert(format!("train_{key}_workers_vs_one"), ratio(&["train_samples_per_s_workers"], &["train_samples_per_s"]));
+        if report["train_workers"] == report["other_threads"] {
+            r.insert(format!("train_{key}_workers_vs_plain"), ratio(&["train_samples_per_s_workers"], &["reference_other_threads", "train_plain_samples_per_s"]));
+        }
     }
-    let ours_ms = ours["gen_latency_ms_b1"]["mean"].as_f64().unwrap_or(f64::NAN);
+    let theirs = &report["reference"];
+    let ours_ms = report["gen_latency_ms_b1"]["mean"].as_f64().unwrap_or(f64::NAN);
     r.insert("gen_b1_vs_recompute".into(), json!(theirs["gen_latency_ms_b1_recompute"]["mean"].as_f64().unwrap_or(f64::NAN) / ours_ms));
     r.insert("gen_b1_vs_kvcache".into(), json!(theirs["gen_latency_ms_b1_kvcache"]["mean"].as_f64().unwrap_or(f64::NAN) / ours_ms));
     for b in ["b32", "b128"] {
-        let o = ours["gen_questions_per_s"][b].as_f64().unwrap_or(f64::NAN);
+        let o = report["gen_questions_per_s"][b].as_f64().unwrap_or(f64::NAN);
         r.insert(format!("gen_{b}"), json!(o / theirs["gen_questions_per_s"][b].as_f64().unwrap_or(f64::NAN)));
     }
     Value::Object(r)
@@ -400,13 +470,17 @@ fn markdown(r: &Value) -> String {
     let f = |v: &Value| v.as_f64().map(|x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }).unwrap_or_else(|| "–".into());
     let has_ref = !r["reference"].is_null();
     let mut s = format!(
-        "bench `{}`: {} layers × {}, {} parameters, batch {}, {} thread(s)\n\n| measure | ours (Burn) |{}\n|---|---|{}\n",
+        "bench `{}`: {} layers × {}, {} parameters, batch {}, {} thread(s){}\n\n| measure | ours (Burn) |{}\n|---|---|{}\n",
         r["config"].as_str().unwrap_or(""),
         r["model"]["n_layer"],
         r["model"]["n_embd"],
         r["model"]["parameters"],
         r["batch_size"],
         r["threads"],
+        match r["rounds"].as_u64() {
+            Some(n) if n > 1 => format!("; training: medians of {n} rounds, ratios the medians of the rounds' ratios"),
+            _ => String::new(),
+        },
         if has_ref { " PyTorch | ours / PyTorch |" } else { "" },
         if has_ref { "---|---|" } else { "" }
     );
@@ -443,14 +517,14 @@ fn rows(r: &Value) -> Vec<Row> {
     }
     // Both of these against PyTorch's plain step at the other thread count, when measured.
     let other_ref = &r["reference_other_threads"]["train_plain_samples_per_s"];
-    let vs_other = |ours: &Value, k: &str| -> (Option<Value>, Option<Value>) {
+    let vs_other = |k: &str, ratio: String| -> (Option<Value>, Option<Value>) {
         let theirs = &other_ref[k];
-        if theirs.is_null() { (None, None) } else { (Some(theirs.clone()), ours.as_f64().zip(theirs.as_f64()).map(|(a, b)| json!(a / b))) }
+        if theirs.is_null() { (None, None) } else { (Some(theirs.clone()), Some(r["ratios"][ratio].clone())) }
     };
     if let Some(other) = r["train_samples_per_s_other_threads"].as_object() {
         for st in STAGES {
             let k = format!("stage{st}");
-            let (theirs, ratio) = vs_other(&other[&k], &k);
+            let (theirs, ratio) = vs_other(&k, format!("train_{k}_other_threads_vs_plain"));
             let name = format!("train samples/s, stage {st}, 1 worker × {} thread(s) (vs PyTorch plain at {0} threads)", r["other_threads"]);
             rows.push(Row { name, ours: other[&k].clone(), theirs, ratio });
         }
@@ -459,8 +533,8 @@ fn rows(r: &Value) -> Vec<Row> {
         for st in STAGES {
             let k = format!("stage{st}");
             let ours = &parallel[&k];
-            let speedup = ours.as_f64().zip(r["train_samples_per_s"][&k].as_f64()).map_or(f64::NAN, |(a, b)| a / b);
-            let (theirs, ratio) = if r["train_workers"] == r["other_threads"] { vs_other(ours, &k) } else { (None, None) };
+            let speedup = r["ratios"][format!("train_{k}_workers_vs_one")].as_f64().unwrap_or(f64::NAN);
+            let (theirs, ratio) = if r["train_workers"] == r["other_threads"] { vs_other(&k, format!("train_{k}_workers_vs_plain")) } else { (None, None) };
             let name = format!("train samples/s, stage {st}, {} workers ({speedup:.2}× one worker; vs PyTorch plain at as many threads)", r["train_workers"]);
             rows.push(Row { name, ours: ours.clone(), theirs, ratio });
         }

@@ -205,7 +205,8 @@ enum Command {
     /// Training samples/s (stages 0, 3, 6) on one worker at this run's thread count and at the other
     /// (1, or every core), and over the training workers; generation latency (batch 1, k = 6) and
     /// throughput (batch 32/128), peak memory; `--reference` runs the same work in PyTorch + HF
-    /// transformers (at both thread counts) in the same run and reports ratios.
+    /// transformers (at both thread counts) in the same run and reports ratios (`--rounds`: medians
+    /// over rounds that alternate the two).
     Bench {
         /// What to train: flagship (what `cargo run --release` trains: its config's model, batch size,
         /// optimizer and curriculum, frontier supervision included), page (the page's shipped model at the
@@ -228,6 +229,12 @@ enum Command {
         /// Timed optimizer steps per stage (after one warm-up step).
         #[arg(long, default_value_t = 3, value_parser = positive)]
         train_steps: usize,
+        /// Rounds of the training figures: each round measures ours and then (with `--reference`)
+        /// PyTorch at the same thread count, back to back; every figure is the median over rounds and
+        /// every ratio the median of the rounds' ratios, so a machine that slows for a minute moves
+        /// one round, not the comparison.
+        #[arg(long, default_value_t = 1, value_parser = positive)]
+        rounds: usize,
         /// Official test questions timed at batch 1.
         #[arg(long, default_value_t = 50, value_parser = positive)]
         questions: usize,
@@ -358,8 +365,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::ExportWeb { checkpoint, out, method, max_thoughts } => {
             export::export_web(&checkpoint, &out, method.as_deref(), max_thoughts.map(usize::from), &device(&cli.backend)?)?
         }
-        Command::Bench { config, json, reference, reference_device, batch_size, train_steps, questions, test_file } => bench::bench(
-            bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, questions, test_file },
+        Command::Bench { config, json, reference, reference_device, batch_size, train_steps, rounds, questions, test_file } => bench::bench(
+            bench::BenchArgs { config, json, reference, reference_device, batch_size, train_steps, rounds, questions, test_file },
             device(&cli.backend)?,
             training_devices(&cli.backend, cli.devices)?,
         )?,

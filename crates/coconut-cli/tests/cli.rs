@@ -446,6 +446,8 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
         "3",
         "--train-steps",
         "1",
+        "--rounds",
+        "2",
         "--test-file",
         test.to_str().unwrap(),
     ]);
@@ -453,6 +455,12 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     for key in ["stage0", "stage3", "stage6"] {
         assert!(v["train_samples_per_s"][key].as_f64().unwrap() > 0.0, "{key}: {v}");
     }
+    // Two rounds, each kept; a figure is their median (of two: their mean), a speed-up the median of the rounds' own.
+    let rounds = v["train_rounds"].as_array().unwrap();
+    assert_eq!((v["rounds"].as_u64(), rounds.len()), (Some(2), 2), "{v}");
+    let per_round = |r: &serde_json::Value, series: &str| r[series]["stage3"].as_f64().unwrap();
+    let mean = |series: &str| (per_round(&rounds[0], series) + per_round(&rounds[1], series)) / 2.0;
+    assert!((v["train_samples_per_s"]["stage3"].as_f64().unwrap() - mean("train_samples_per_s")).abs() < 1e-9, "{v}");
     for key in ["mean", "p50", "p95"] {
         assert!(v["gen_latency_ms_b1"][key].as_f64().unwrap() > 0.0, "{key}");
     }
@@ -470,6 +478,8 @@ fn bench_writes_the_interface_keys_and_a_markdown_table() {
     assert_eq!(v["frontier_weight"].as_f64(), Some(0.2), "{v}");
     if v["train_workers"].as_u64().unwrap() > 1 {
         assert!(v["train_samples_per_s_workers"]["stage3"].as_f64().unwrap() > 0.0, "{v}");
+        let speedups: Vec<f64> = rounds.iter().map(|r| per_round(r, "train_samples_per_s_workers") / per_round(r, "train_samples_per_s")).collect();
+        assert!((v["ratios"]["train_stage3_workers_vs_one"].as_f64().unwrap() - (speedups[0] + speedups[1]) / 2.0).abs() < 1e-9, "{v}");
         assert!(md.contains("workers ("), "{md}");
     }
     // One worker at the other thread count too (1 thread if this run had several, else every core).
