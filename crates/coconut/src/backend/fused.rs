@@ -284,15 +284,26 @@ mod flex {
             let [batch, heads, queries, d] = q.dims;
             let (keys, bias, lse) = (k.dims[2], f32_data(&bias), f32_data(&lse));
             let attended = attended_keys(&bias, keys);
+            let kv_shape = [batch, heads, keys, d];
+            if queries < FEW_QUERIES {
+                // A thought pass: each head writes its gradients where they go in the outputs (dk and dv
+                // span the whole cache; no per-head buffers to join).
+                let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], vec![0f32; k.len()], vec![0f32; v.len()]);
+                let per_head = dq.chunks_exact_mut(queries * d).zip(dk.chunks_exact_mut(keys * d)).zip(dv.chunks_exact_mut(keys * d));
+                for_each_head(per_head, |bh, ((dq, dk), dv)| {
+                    let (b, h) = (bh / heads, bh % heads);
+                    let (bias, attended, lse) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries], &lse[bh * queries..][..queries]);
+                    attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, dq, dk, dv);
+                });
+                return (
+                    FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
+                    FlexTensor::from_data(TensorData::new(dk, kv_shape)),
+                    FlexTensor::from_data(TensorData::new(dv, kv_shape)),
+                );
+            }
             let per_head = each_head(batch * heads, |bh| {
                 let (b, h) = (bh / heads, bh % heads);
                 let lse = &lse[bh * queries..][..queries];
-                if queries < FEW_QUERIES {
-                    let (mut dq, mut dk, mut dv) = (vec![0f32; queries * d], vec![0f32; keys * d], vec![0f32; keys * d]);
-                    let (bias, attended) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries]);
-                    attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, &mut dq, &mut dk, &mut dv);
-                    return (dq, dk, dv);
-                }
                 let (qs, kt, vt) = (q.gather(b, h), k.gather_transposed(b, h), v.gather_transposed(b, h));
                 let (os, gs) = (o.gather(b, h), g.gather(b, h));
                 let (mut dq, kp) = (vec![0f32; queries * d], padded(keys));
@@ -309,7 +320,6 @@ mod flex {
                 dk.extend_from_slice(&k);
                 dv.extend_from_slice(&v);
             }
-            let kv_shape = [batch, heads, keys, d];
             (
                 FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
                 FlexTensor::from_data(TensorData::new(dk, kv_shape)),
@@ -536,6 +546,17 @@ mod flex {
         }
         #[cfg(target_arch = "wasm32")]
         (0..n).map(f).collect()
+    }
+
+    /// `f(i, item)` for each head's item (its slices of the outputs), on the worker's rayon pool natively.
+    fn for_each_head<T: Send>(items: impl Iterator<Item = T> + Send, f: impl Fn(usize, T) + Sync + Send) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            items.enumerate().par_bridge().for_each(|(i, item)| f(i, item));
+        }
+        #[cfg(target_arch = "wasm32")]
+        items.enumerate().for_each(|(i, item)| f(i, item));
     }
 
     /// The micro-kernels work on `ROWS` queries at once, over 16 (then 8) keys or features at a
@@ -1275,9 +1296,9 @@ mod tests {
 
     #[test]
     fn fused_attention_matches_burns_attention_in_values_and_gradients() {
-        // The whole sequence; 3 new queries after 8 cached keys (a thought pass); a model's head
+        // The whole sequence; 3 new queries after 8 cached keys and 1 after 10 (thought passes); a model's head
         // width (16, 2 × 8 lanes), an odd one, one of 16 + 8 columns and one of 8.
-        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (13, 13, 7), (37, 37, 16), (19, 19, 24), (9, 9, 8)] {
+        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (1, 11, 16), (13, 13, 7), (37, 37, 16), (19, 19, 24), (9, 9, 8)] {
             let [b, h] = [2, 3];
             let (q, w) = (random([b, h, queries, d], 1.5), random([b, h, queries, d], 1.0));
             let (k, v) = (random([b, h, keys, d], 1.5), random([b, h, keys, d], 1.0));
