@@ -180,7 +180,6 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     // count likewise; then our workers (PyTorch's figure at as many threads is the one before).
     let mut rounds: Vec<Value> = Vec::with_capacity(args.rounds);
     let mut reference_first: Option<Value> = None;
-    let mut gflops: Vec<serde_json::Map<String, Value>> = Vec::new();
     for round in 0..args.rounds {
         if args.rounds > 1 {
             eprintln!("round {} of {}", round + 1, args.rounds);
@@ -194,13 +193,13 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
             _ => None,
         };
         let parallel = if workers.len() > 1 { Some(train(&workers)?) } else { None };
-        gflops.push(training.gflops);
         if round == 0 {
             reference_first = reference.clone();
         }
         let pick = |r: &Option<Value>, key: &str| r.as_ref().map(|r| r[key].clone()).unwrap_or(Value::Null);
         rounds.push(json!({
             "train_samples_per_s": training.samples_per_s,
+            "train_gflops": training.gflops,
             "train_samples_per_s_other_threads": at_other.map(|t| json!(t.samples_per_s)),
             "train_samples_per_s_workers": parallel.map(|p| json!(p.samples_per_s)),
             "reference": { "train_samples_per_s": pick(&reference, "train_samples_per_s"), "train_plain_samples_per_s": pick(&reference, "train_plain_samples_per_s") },
@@ -208,7 +207,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
                                          "train_plain_samples_per_s": pick(&reference_other, "train_plain_samples_per_s") },
         }));
     }
-    let median_of = |path: &[&str]| per_stage_median(&rounds, |r| path.iter().fold(r, |v, k| &v[*k]).clone());
+    let median_of = |path: &[&str]| per_stage_median(&rounds, |r| at(r, path).clone());
     let mut report = json!({
         "config": args.config,
         "model": { "n_layer": config.n_layer, "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size, "parameters": config.num_params(),
@@ -224,7 +223,7 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
         "train_workers": workers.len(),
         "train_samples_per_s_other_threads": median_of(&["train_samples_per_s_other_threads"]),
         "other_threads": other_threads,
-        "train_gflops": per_stage_median(&gflops.into_iter().map(Value::Object).collect::<Vec<_>>(), Value::clone),
+        "train_gflops": median_of(&["train_gflops"]),
         "gemm_peak_gflops": gemm,
         "gen_latency_ms_b1": generation.latency,
         "thought_ms_b1": generation.thought_ms,
@@ -252,6 +251,11 @@ pub fn bench(args: BenchArgs, device: Device, workers: Vec<Device>) -> Result<()
     println!("{}", markdown(&report));
     eprintln!("wrote {} and {}", args.json.display(), md.display());
     Ok(())
+}
+
+/// The value at `path` (object keys) in `v`; null where it is missing.
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
 }
 
 fn median(mut xs: Vec<f64>) -> Option<f64> {
@@ -444,8 +448,8 @@ fn ratios(report: &Value, rounds: &[Value]) -> Value {
     for s in STAGES {
         let key = format!("stage{s}");
         let ratio = |ours: &[&str], theirs: &[&str]| {
-            let at = |v: &Value, path: &[&str]| path.iter().fold(v, |v, k| &v[*k])[&key].as_f64().unwrap_or(f64::NAN);
-            json!(median(rounds.iter().map(|round| at(round, ours) / at(round, theirs)).collect()))
+            let figure = |round: &Value, path: &[&str]| at(round, path)[&key].as_f64().unwrap_or(f64::NAN);
+            json!(median(rounds.iter().map(|round| figure(round, ours) / figure(round, theirs)).collect()))
         };
         r.insert(format!("train_{key}_vs_multipass"), ratio(&["train_samples_per_s"], &["reference", "train_samples_per_s"]));
         r.insert(format!("train_{key}_vs_plain"), ratio(&["train_samples_per_s"], &["reference", "train_plain_samples_per_s"]));
