@@ -196,6 +196,7 @@ mod flex {
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;
     use burn::tensor::{DType, TensorData};
+    use std::mem::MaybeUninit;
 
     fn f32_data(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
         assert_eq!(t.dtype(), DType::F32, "the fused CPU ops run in f32");
@@ -285,9 +286,31 @@ mod flex {
             let (keys, bias, lse) = (k.dims[2], f32_data(&bias), f32_data(&lse));
             let attended = attended_keys(&bias, keys);
             let kv_shape = [batch, heads, keys, d];
+            if queries == 1 {
+                // A thought pass: each head writes its gradients once, where they go in the outputs (dk and
+                // dv span the whole cache: no zero-fill first, no per-head buffers to join).
+                let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], Vec::with_capacity(k.len()), Vec::with_capacity(v.len()));
+                let (dk_rows, dv_rows) = (&mut dk.spare_capacity_mut()[..k.len()], &mut dv.spare_capacity_mut()[..v.len()]);
+                let per_head = dq.chunks_exact_mut(d).zip(dk_rows.chunks_exact_mut(keys * d)).zip(dv_rows.chunks_exact_mut(keys * d));
+                for_each_head(per_head, |bh, ((dq, dk), dv)| {
+                    let (b, h) = (bh / heads, bh % heads);
+                    let (bias, attended) = (&bias[b * keys..][..keys], attended[b]);
+                    attention_one_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse[bh], scale as f32, dq, dk, dv);
+                });
+                // SAFETY: every head wrote all of its `keys × d` values of dk and dv (the kernel's contract).
+                unsafe {
+                    dk.set_len(k.len());
+                    dv.set_len(v.len());
+                }
+                return (
+                    FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
+                    FlexTensor::from_data(TensorData::new(dk, kv_shape)),
+                    FlexTensor::from_data(TensorData::new(dv, kv_shape)),
+                );
+            }
             if queries < FEW_QUERIES {
-                // A thought pass: each head writes its gradients where they go in the outputs (dk and dv
-                // span the whole cache; no per-head buffers to join).
+                // Each head writes its gradients where they go in the outputs (dk and dv span the whole
+                // cache; no per-head buffers to join).
                 let (mut dq, mut dk, mut dv) = (vec![0f32; q.len()], vec![0f32; k.len()], vec![0f32; v.len()]);
                 let per_head = dq.chunks_exact_mut(queries * d).zip(dk.chunks_exact_mut(keys * d)).zip(dv.chunks_exact_mut(keys * d));
                 for_each_head(per_head, |bh, ((dq, dk), dv)| {
@@ -905,6 +928,39 @@ mod flex {
     }
 
     kernel! {
+        /// One head's backward for one query: `heads` = q, k, v, o and the output gradient g;
+        /// `dq` `[d]` (zeros on entry); writes every value of `dk`, `dv` `[keys, d]` (the keys from
+        /// `attended` on, which the query does not see, get 0).
+        fn attention_one_backward / attention_one_backward_baseline(heads: &[&Heads; 5], bh: [usize; 2], bias: &[f32], attended: usize, lse: f32, scale: f32, dq: &mut [f32], dk: &mut [MaybeUninit<f32>], dv: &mut [MaybeUninit<f32>]) {
+            let ([q, k, v, o, g], [b, h]) = (heads, bh);
+            let d = q.dims[3];
+            let seen = if lse == f32::INFINITY { 0 } else { attended }; // every key masked: no gradient
+            let (qi, gi) = (q.row(b, h, 0), g.row(b, h, 0));
+            let delta = lanes_dot(gi, o.row(b, h, 0));
+            for j in 0..seen {
+                let p = exp(scale * lanes_dot(qi, k.row(b, h, j)) + bias[j] - lse);
+                let ds = p * (lanes_dot(gi, v.row(b, h, j)) - delta);
+                for (dv, &g) in dv[j * d..][..d].iter_mut().zip(gi) {
+                    dv.write(p * g);
+                }
+                for (dq, &k) in dq.iter_mut().zip(k.row(b, h, j)) {
+                    *dq = fma(ds, k, *dq);
+                }
+                let ds = scale * ds;
+                for (dk, &q) in dk[j * d..][..d].iter_mut().zip(qi) {
+                    dk.write(ds * q);
+                }
+            }
+            for x in dk[seen * d..].iter_mut().chain(dv[seen * d..].iter_mut()) {
+                x.write(0.0);
+            }
+            for x in dq.iter_mut() {
+                *x *= scale;
+            }
+        }
+    }
+
+    kernel! {
         /// `y` `[batch, len, f]` (zeros on entry) += Σ_j c[j] ⊙ x[p − j], p = total − len + t.
         fn causal_conv / causal_conv_baseline(xs: &[f32], c: &[f32], dims: [usize; 4], y: &mut [f32]) {
             let [batch, total, len, f] = dims;
@@ -1296,13 +1352,15 @@ mod tests {
 
     #[test]
     fn fused_attention_matches_burns_attention_in_values_and_gradients() {
-        // The whole sequence; 3 new queries after 8 cached keys and 1 after 10 (thought passes); a model's head
-        // width (16, 2 × 8 lanes), an odd one, one of 16 + 8 columns and one of 8.
-        for (queries, keys, d) in [(11, 11, 16), (3, 11, 16), (1, 11, 16), (13, 13, 7), (37, 37, 16), (19, 19, 24), (9, 9, 8)] {
+        // The whole sequence; 3 new queries after 8 cached keys and 1 after 10 (thought passes), also with the
+        // last 4 keys hidden from the second item's query (their gradients must be 0); a model's head width (16,
+        // 2 × 8 lanes), an odd one, one of 16 + 8 columns and one of 8.
+        for (queries, keys, d, hidden) in [(11, 11, 16, 0), (3, 11, 16, 0), (1, 11, 16, 0), (1, 11, 16, 4), (13, 13, 7, 0), (37, 37, 16, 0), (19, 19, 24, 0), (9, 9, 8, 0)] {
             let [b, h] = [2, 3];
             let (q, w) = (random([b, h, queries, d], 1.5), random([b, h, queries, d], 1.0));
             let (k, v) = (random([b, h, keys, d], 1.5), random([b, h, keys, d], 1.0));
-            let mask = causal_mask(b, queries, keys, 2);
+            let hide = Tensor::<1, Bool>::from_data(TensorData::new((0..b * keys).map(|i| i / keys == 1 && i % keys >= keys - hidden).collect(), [b * keys]), &device());
+            let mask = if queries == 1 { causal_mask(b, queries, keys, 2).bool_or(hide.reshape([b, 1, 1, keys])) } else { causal_mask(b, queries, keys, 2) };
             let run = |fused: bool| {
                 let mask = mask.clone();
                 move |[q, k, v]: [Tensor<4>; 3]| if fused { attention(q, k, v, mask.clone()) } else { composed::attention(q, k, v, mask.clone()) }
