@@ -285,7 +285,14 @@ mod flex {
             let [batch, heads, queries, d] = q.dims;
             let (keys, bias, lse) = (k.dims[2], f32_data(&bias), f32_data(&lse));
             let attended = attended_keys(&bias, keys);
-            let kv_shape = [batch, heads, keys, d];
+            let gradients = |dq: Vec<f32>, dk: Vec<f32>, dv: Vec<f32>| {
+                let kv_shape = [batch, heads, keys, d];
+                (
+                    FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
+                    FlexTensor::from_data(TensorData::new(dk, kv_shape)),
+                    FlexTensor::from_data(TensorData::new(dv, kv_shape)),
+                )
+            };
             if queries == 1 {
                 // A thought pass: each head writes its gradients once, where they go in the outputs (dk and
                 // dv span the whole cache: no zero-fill first, no per-head buffers to join).
@@ -302,11 +309,7 @@ mod flex {
                     dk.set_len(k.len());
                     dv.set_len(v.len());
                 }
-                return (
-                    FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
-                    FlexTensor::from_data(TensorData::new(dk, kv_shape)),
-                    FlexTensor::from_data(TensorData::new(dv, kv_shape)),
-                );
+                return gradients(dq, dk, dv);
             }
             if queries < FEW_QUERIES {
                 // Each head writes its gradients where they go in the outputs (dk and dv span the whole
@@ -318,11 +321,7 @@ mod flex {
                     let (bias, attended, lse) = (&bias[b * queries * keys..][..queries * keys], &attended[b * queries..][..queries], &lse[bh * queries..][..queries]);
                     attention_few_backward(&[&q, &k, &v, &o, &g], [b, h], bias, attended, lse, scale as f32, dq, dk, dv);
                 });
-                return (
-                    FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
-                    FlexTensor::from_data(TensorData::new(dk, kv_shape)),
-                    FlexTensor::from_data(TensorData::new(dv, kv_shape)),
-                );
+                return gradients(dq, dk, dv);
             }
             let per_head = each_head(batch * heads, |bh| {
                 let (b, h) = (bh / heads, bh % heads);
@@ -343,11 +342,7 @@ mod flex {
                 dk.extend_from_slice(&k);
                 dv.extend_from_slice(&v);
             }
-            (
-                FlexTensor::from_data(TensorData::new(dq, [batch, heads, queries, d])),
-                FlexTensor::from_data(TensorData::new(dk, kv_shape)),
-                FlexTensor::from_data(TensorData::new(dv, kv_shape)),
-            )
+            gradients(dq, dk, dv)
         }
 
         fn fused_rotary(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, inverse: bool) -> FlexTensor {
@@ -1360,7 +1355,7 @@ mod tests {
             let (q, w) = (random([b, h, queries, d], 1.5), random([b, h, queries, d], 1.0));
             let (k, v) = (random([b, h, keys, d], 1.5), random([b, h, keys, d], 1.0));
             let hide = Tensor::<1, Bool>::from_data(TensorData::new((0..b * keys).map(|i| i / keys == 1 && i % keys >= keys - hidden).collect(), [b * keys]), &device());
-            let mask = if queries == 1 { causal_mask(b, queries, keys, 2).bool_or(hide.reshape([b, 1, 1, keys])) } else { causal_mask(b, queries, keys, 2) };
+            let mask = if hidden > 0 { causal_mask(b, queries, keys, 2).bool_or(hide.reshape([b, 1, 1, keys])) } else { causal_mask(b, queries, keys, 2) };
             let run = |fused: bool| {
                 let mask = mask.clone();
                 move |[q, k, v]: [Tensor<4>; 3]| if fused { attention(q, k, v, mask.clone()) } else { composed::attention(q, k, v, mask.clone()) }
