@@ -54,3 +54,32 @@ fn a_matmul_on_recycled_memory_equals_the_hand_computed_product() {
     let empty_inner = Tensor::<2>::zeros([m, 0], &device).matmul(Tensor::<2>::zeros([0, n], &device));
     assert!(empty_inner.into_data().to_vec::<f32>().unwrap().iter().all(|&x| x == 0.0));
 }
+
+/// A few rows times a transposed matrix (`g·Wᵀ`, a linear layer's input gradient over a thought
+/// pass's handful of positions) takes the patch's dot-product kernel instead of `gemm`: the product is
+/// exactly the hand-computed one for every row count around the kernel's blocks and the cut-over to
+/// `gemm` (17 rows), inner dimensions that are and are not whole vectors, and a left side that is a
+/// column slice of a wider tensor.
+#[test]
+fn a_few_rows_times_a_transposed_matrix_equal_the_hand_computed_product() {
+    use burn::prelude::*;
+    let device = Device::flex();
+    let n = 23;
+    for k in [19, 64, 70] {
+        for m in [1, 3, 8, 9, 16, 17] {
+            // Values on a grid of 1/4 and 1/2, small enough that every sum is exact in any order.
+            let a: Vec<f32> = (0..m * (k + 5)).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect(); // [n, k]
+            let mut want = vec![0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] = (0..k).map(|t| a[i * (k + 5) + 2 + t] * w[j * k + t]).sum();
+                }
+            }
+            let lhs = Tensor::<2>::from_data(TensorData::new(a, [m, k + 5]), &device).slice([0..m, 2..k + 2]);
+            let rhs = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device).transpose();
+            let got: Vec<f32> = lhs.matmul(rhs).into_data().to_vec().unwrap();
+            assert_eq!(got, want, "m = {m}, k = {k}");
+        }
+    }
+}

@@ -270,6 +270,30 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     };
     let out_data: &mut [T] = output.storage_mut();
 
+    // coconut patch: a few rows times a transposed right-hand side (`g·Wᵀ`, the input gradient of a
+    // linear layer over a handful of positions) as dot products of contiguous rows.
+    #[cfg(feature = "simd")]
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+        && k > 0
+        && m <= FEW_ROWS
+        && lhs_col_stride == 1
+        && rhs_row_stride == 1
+        && rhs_col_stride as usize >= k
+    {
+        // SAFETY: T is f32 (checked above); the views cover m rows of lhs, n columns of rhs.
+        unsafe {
+            few_rows_times_transposed(
+                lhs_ptr as *const f32,
+                lhs_row_stride as usize,
+                rhs_ptr as *const f32,
+                rhs_col_stride as usize,
+                [m, n, k],
+                out_data.as_mut_ptr() as *mut f32,
+            );
+        }
+        return output;
+    }
+
     let parallelism = get_parallelism(m, n, k);
 
     unsafe {
@@ -291,6 +315,96 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     }
 
     output
+}
+
+/// coconut patch: the most rows of the left-hand side for which [`few_rows_times_transposed`] replaces
+/// `gemm`. With a transposed right-hand side (rows of `rhs` one apart, as `Wᵀ` is) and the output
+/// row-major, `gemm` packs the whole right-hand side into panels, a strided gather that costs 4–8×
+/// the product itself when the left-hand side has a handful of rows.
+#[cfg(feature = "simd")]
+const FEW_ROWS: usize = 16;
+
+/// coconut patch: `out[i][j] = Σ_p a[i][p]·b[j][p]` for `[m, n, k]`, `a`'s rows `a_rs` apart and
+/// `b`'s (the right-hand side's columns) `b_rs` apart, each contiguous; `out` is `[m, n]` row-major.
+/// Eight rows of `a` at a time against one row of `b`: each vector of `b` is loaded once for eight
+/// multiply-adds into eight independent sums.
+///
+/// # Safety
+/// `a` must cover `m` rows of `k` elements `a_rs` apart, `b` `n` rows of `k` elements `b_rs` apart,
+/// `out` `m·n` elements.
+#[cfg(feature = "simd")]
+unsafe fn few_rows_times_transposed(a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, mnk: [usize; 3], out: *mut f32) {
+    let [m, n, _] = mnk;
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(8);
+        // SAFETY: rows i..i + rows of a and out are inside the caller's ranges.
+        let (a, out) = unsafe { (a.add(i * a_rs), out.add(i * n)) };
+        match rows {
+            8 => few_rows_block::<8>(a, a_rs, b, b_rs, mnk, out),
+            7 => few_rows_block::<7>(a, a_rs, b, b_rs, mnk, out),
+            6 => few_rows_block::<6>(a, a_rs, b, b_rs, mnk, out),
+            5 => few_rows_block::<5>(a, a_rs, b, b_rs, mnk, out),
+            4 => few_rows_block::<4>(a, a_rs, b, b_rs, mnk, out),
+            3 => few_rows_block::<3>(a, a_rs, b, b_rs, mnk, out),
+            2 => few_rows_block::<2>(a, a_rs, b, b_rs, mnk, out),
+            _ => few_rows_block::<1>(a, a_rs, b, b_rs, mnk, out),
+        }
+        i += rows;
+    }
+}
+
+#[cfg(feature = "simd")]
+#[macerator::with_simd]
+fn few_rows_block<S: macerator::Simd, const R: usize>(a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, mnk: [usize; 3], out: *mut f32) {
+    let n = mnk[1];
+    let mut j = 0;
+    while j + 2 <= n {
+        few_rows_tile::<S, R, 2>(a, a_rs, b, b_rs, mnk, out, j);
+        j += 2;
+    }
+    if j < n {
+        few_rows_tile::<S, R, 1>(a, a_rs, b, b_rs, mnk, out, j);
+    }
+}
+
+/// Columns `j..j + C` of `R` output rows: `R × C` vector sums, each vector of `a` and `b` loaded once.
+#[cfg(feature = "simd")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn few_rows_tile<S: macerator::Simd, const R: usize, const C: usize>(a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, mnk: [usize; 3], out: *mut f32, j: usize) {
+    use macerator::{Scalar, VMulAdd, vload_unaligned};
+
+    let [_, n, k] = mnk;
+    let lanes = f32::lanes::<S>();
+    let whole = k / lanes * lanes;
+    // SAFETY: rows j..j + C of b and rows 0..R of a hold k elements (the caller's contract).
+    unsafe {
+        let mut acc = [[0f32.splat::<S>(); C]; R];
+        let mut p = 0;
+        while p < whole {
+            let mut vb = [0f32.splat::<S>(); C];
+            for (c, vb) in vb.iter_mut().enumerate() {
+                *vb = vload_unaligned(b.add((j + c) * b_rs + p));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let va = vload_unaligned(a.add(r * a_rs + p));
+                for (acc, vb) in acc.iter_mut().zip(vb) {
+                    *acc = f32::vmul_add(va, vb, *acc);
+                }
+            }
+            p += lanes;
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                let mut sum = acc.reduce_add();
+                for q in whole..k {
+                    sum += *a.add(r * a_rs + q) * *b.add((j + c) * b_rs + q);
+                }
+                *out.add(r * n + j + c) = sum;
+            }
+        }
+    }
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
