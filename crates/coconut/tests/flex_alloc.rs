@@ -58,8 +58,8 @@ fn a_matmul_on_recycled_memory_equals_the_hand_computed_product() {
 /// A few rows times a transposed matrix (`g·Wᵀ`, a linear layer's input gradient over a thought
 /// pass's handful of positions) takes the patch's dot-product kernel instead of `gemm`: the product is
 /// exactly the hand-computed one for every row count around the kernel's blocks and the cut-over to
-/// `gemm` (17 rows), inner dimensions that are and are not whole vectors, and a left side that is a
-/// column slice of a wider tensor.
+/// `gemm` (17 rows), inner dimensions that are and are not whole vectors, a left side that is a
+/// column slice of a wider tensor, and flipped views (negative strides, which keep `gemm`).
 #[test]
 fn a_few_rows_times_a_transposed_matrix_equal_the_hand_computed_product() {
     use burn::prelude::*;
@@ -78,8 +78,11 @@ fn a_few_rows_times_a_transposed_matrix_equal_the_hand_computed_product() {
             }
             let lhs = Tensor::<2>::from_data(TensorData::new(a, [m, k + 5]), &device).slice([0..m, 2..k + 2]);
             let rhs = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device).transpose();
-            let got: Vec<f32> = lhs.matmul(rhs).into_data().to_vec().unwrap();
+            let got: Vec<f32> = lhs.clone().matmul(rhs.clone()).into_data().to_vec().unwrap();
             assert_eq!(got, want, "m = {m}, k = {k}");
+            // Flipped views (negative strides) are not rows one apart: they keep gemm, and the same product.
+            let flipped: Vec<f32> = lhs.flip([0]).matmul(rhs.flip([1])).flip([0, 1]).into_data().to_vec().unwrap();
+            assert_eq!(flipped, want, "flipped, m = {m}, k = {k}");
         }
     }
 }

@@ -277,8 +277,9 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
         && k > 0
         && m <= FEW_ROWS
         && lhs_col_stride == 1
+        && lhs_row_stride >= 0
         && rhs_row_stride == 1
-        && rhs_col_stride as usize >= k
+        && rhs_col_stride >= k as isize
     {
         // SAFETY: T is f32 (checked above); the views cover m rows of lhs, n columns of rhs.
         unsafe {
