@@ -320,8 +320,8 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
 /// coconut patch: the most rows of the left-hand side for which [`few_rows_times_transposed`] replaces
 /// `gemm`. With a transposed right-hand side (rows of `rhs` one apart, as `Wᵀ` is) and the output
-/// row-major, `gemm` packs the whole right-hand side into panels, a strided gather that costs 4–8×
-/// the product itself when the left-hand side has a handful of rows.
+/// row-major, `gemm` packs the whole right-hand side into panels, a strided gather that costs more
+/// than the product itself when the left-hand side has a handful of rows.
 #[cfg(feature = "simd")]
 const FEW_ROWS: usize = 16;
 
