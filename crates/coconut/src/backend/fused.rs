@@ -388,13 +388,15 @@ mod flex {
     /// lanes: a 16-feature head row is one register), else for AVX2 + FMA (8 lanes) when it has
     /// those, instead of the baseline's 4, and `$baseline`, the same body for any x86-64 CPU.
     /// The body is an `#[inline(always)]` function called straight from the function with those
-    /// target features, so its loops are compiled with them.
+    /// target features, so its loops are compiled with them. A body generic over `const WIDE: bool`
+    /// gets `true` in the AVX-512 build only: its 32 registers hold register blocks twice as large
+    /// as AVX2's 16 do without spilling.
     macro_rules! kernel {
         ($(#[$doc:meta])* fn $name:ident / $baseline:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$doc])*
             pub(super) fn $name($($arg: $ty),*) {
-                kernel!(@build "avx512f,avx2,fma", ["avx512f", "avx2", "fma"], $baseline($($arg: $ty),*));
-                kernel!(@build "avx2,fma", ["avx2", "fma"], $baseline($($arg: $ty),*));
+                kernel!(@build "avx512f,avx2,fma", ["avx512f", "avx2", "fma"], $baseline, ($($arg: $ty),*));
+                kernel!(@build "avx2,fma", ["avx2", "fma"], $baseline, ($($arg: $ty),*));
                 $baseline($($arg),*)
             }
 
@@ -402,8 +404,20 @@ mod flex {
             #[allow(clippy::too_many_arguments)]
             pub(super) fn $baseline($($arg: $ty),*) $body
         };
+        ($(#[$doc:meta])* fn $name:ident / $baseline:ident <const $wide:ident: bool> ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+            $(#[$doc])*
+            pub(super) fn $name($($arg: $ty),*) {
+                kernel!(@build "avx512f,avx2,fma", ["avx512f", "avx2", "fma"], $baseline::<true>, ($($arg: $ty),*));
+                kernel!(@build "avx2,fma", ["avx2", "fma"], $baseline::<false>, ($($arg: $ty),*));
+                $baseline::<false>($($arg),*)
+            }
+
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn $baseline<const $wide: bool>($($arg: $ty),*) $body
+        };
         // Returns from the kernel with `$baseline` compiled for `$features` when the CPU has `$detect`.
-        (@build $features:tt, [$($detect:tt),*], $baseline:ident($($arg:ident: $ty:ty),*)) => {
+        (@build $features:tt, [$($detect:tt),*], $baseline:path, ($($arg:ident: $ty:ty),*)) => {
             #[cfg(target_arch = "x86_64")]
             if $(std::is_x86_feature_detected!($detect))&&* {
                 #[target_feature(enable = $features)]
@@ -640,32 +654,37 @@ mod flex {
     }
 
     /// `out[r][j] = Σ_c a[r][c]·bt[c][j]` for `R` rows of `a` (`[R, d]`) and the first `chunks`
-    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. Two lanes of keys at a time.
+    /// lanes of `bt` (`[d, kp]`); `out` is `[R, kp]`. Two lanes of keys at a time; `WIDE`, four
+    /// first (two AVX-512 registers a row: each broadcast of `a` serves two multiply-adds).
     #[inline(always)]
-    fn rows_times<const R: usize>(a: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
+    fn rows_times<const R: usize, const WIDE: bool>(a: &[f32], bt: &[f32], kp: usize, chunks: usize, out: &mut [f32]) {
         let d = a.len() / R;
         let mut jc = 0;
+        while WIDE && jc + 4 <= chunks {
+            product_tile::<R, { 4 * LANES }, WIDE>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
+            jc += 4;
+        }
         while jc + 2 <= chunks {
-            product_tile::<R, { 2 * LANES }>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
+            product_tile::<R, { 2 * LANES }, WIDE>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
             jc += 2;
         }
         if jc < chunks {
-            product_tile::<R, LANES>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
+            product_tile::<R, LANES, WIDE>(a, d, &bt[jc * LANES..], kp, d, &mut out[jc * LANES..], kp);
         }
     }
 
     /// `out[r][:] = Σ_{j < n} p[r][j]·m[j][:]`: `p` `[R, kp]`, the rows `m`, `out` `[R, d]`. Columns
     /// 16 (then 8) at a time; columns past the last whole 8 (odd head widths) one at a time.
     #[inline(always)]
-    fn rows_by_rows<const R: usize>(p: &[f32], kp: usize, m: Rows, n: usize, out: &mut [f32]) {
+    fn rows_by_rows<const R: usize, const WIDE: bool>(p: &[f32], kp: usize, m: Rows, n: usize, out: &mut [f32]) {
         let d = m.d;
         let mut c0 = 0;
         while c0 + 2 * LANES <= d {
-            product_tile::<R, { 2 * LANES }>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
+            product_tile::<R, { 2 * LANES }, WIDE>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
             c0 += 2 * LANES;
         }
         if c0 + LANES <= d {
-            product_tile::<R, LANES>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
+            product_tile::<R, LANES, WIDE>(p, kp, &m.data[c0..], m.stride, n, &mut out[c0..], d);
             c0 += LANES;
         }
         for c in c0..d {
@@ -682,20 +701,43 @@ mod flex {
     /// The micro-kernel of both: `out[r][..W] = Σ_{j < n} x[r][j]·m[j][..W]` for `R` rows, with
     /// rows of `x`, `m` and `out` `x_row`, `m_row` and `out_row` apart. The `R × W` sums stay in
     /// registers; each `j` costs `W / 8` loads and `R` broadcasts for `R·W / 8` multiply-adds.
+    /// `WIDE` takes two `j` at a time into two sets of sums: twice the independent multiply-adds in
+    /// flight (one set of `R` one-register sums waits on the multiply-add's latency every step).
     #[inline(always)]
-    fn product_tile<const R: usize, const W: usize>(x: &[f32], x_row: usize, m: &[f32], m_row: usize, n: usize, out: &mut [f32], out_row: usize) {
-        let mut acc = [[0f32; W]; R];
-        for j in 0..n {
-            let row: &[f32; W] = m[j * m_row..][..W].try_into().expect("a tile");
-            for r in 0..R {
-                let x = x[r * x_row + j];
-                for l in 0..W {
-                    acc[r][l] = fma(x, row[l], acc[r][l]);
+    fn product_tile<const R: usize, const W: usize, const WIDE: bool>(x: &[f32], x_row: usize, m: &[f32], m_row: usize, n: usize, out: &mut [f32], out_row: usize) {
+        let (mut acc, mut acc2) = ([[0f32; W]; R], [[0f32; W]; R]);
+        if n > 0 {
+            let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * x_row..][..n]);
+            assert!(m.len() >= (n - 1) * m_row + W, "a tile of m past its end");
+            // SAFETY: for j < n, j·m_row + W ≤ (n − 1)·m_row + W ≤ m.len() (asserted above).
+            let row = |j: usize| -> &[f32; W] { unsafe { &*m.as_ptr().add(j * m_row).cast::<[f32; W]>() } };
+            let mut j = 0;
+            while WIDE && j + 2 <= n {
+                let (row, row2) = (*row(j), *row(j + 1));
+                for r in 0..R {
+                    let (x, x2) = (xs[r][j], xs[r][j + 1]);
+                    for l in 0..W {
+                        acc[r][l] = fma(x, row[l], acc[r][l]);
+                        acc2[r][l] = fma(x2, row2[l], acc2[r][l]);
+                    }
+                }
+                j += 2;
+            }
+            for j in j..n {
+                let row = row(j);
+                for r in 0..R {
+                    let x = xs[r][j];
+                    for l in 0..W {
+                        acc[r][l] = fma(x, row[l], acc[r][l]);
+                    }
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            out[r * out_row..][..W].copy_from_slice(acc);
+        for r in 0..R {
+            let out = &mut out[r * out_row..][..W];
+            for l in 0..W {
+                out[l] = if WIDE { acc[r][l] + acc2[r][l] } else { acc[r][l] };
+            }
         }
     }
 
@@ -748,11 +790,11 @@ mod flex {
     /// Rows `i..i + R` of one head: the keys they attend (the most of any of them) in whole lanes,
     /// and their scores `s` (`[R, kp]`) = scale·q·kᵀ + bias up to that key, −∞ after.
     #[inline(always)]
-    fn block_scores<const R: usize>(head: &AttentionHead, i: usize, s: &mut [f32]) -> (usize, usize) {
+    fn block_scores<const R: usize, const WIDE: bool>(head: &AttentionHead, i: usize, s: &mut [f32]) -> (usize, usize) {
         let (_, keys, kp, d) = head.dims();
         let n = head.attended[i..i + R].iter().copied().max().unwrap_or(0);
         let chunks = n.div_ceil(LANES);
-        rows_times::<R>(&head.q[i * d..][..R * d], head.kt, kp, chunks, s);
+        rows_times::<R, WIDE>(&head.q[i * d..][..R * d], head.kt, kp, chunks, s);
         for r in 0..R {
             let (row, bias) = (&mut s[r * kp..][..chunks * LANES], &head.bias[(i + r) * keys..][..n]);
             for (x, b) in row.iter_mut().zip(bias) {
@@ -763,10 +805,13 @@ mod flex {
         (n, chunks)
     }
 
+    /// Rows `i..i + R` of one head's forward. The probabilities stay unnormalized through p·v; each
+    /// output row is divided by its sum afterwards (`d` products instead of one per key).
     #[inline(always)]
-    fn forward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
+    fn forward_rows<const R: usize, const WIDE: bool>(head: &AttentionHead, i: usize, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
         let (_, _, kp, d) = head.dims();
-        let (n, chunks) = block_scores::<R>(head, i, s);
+        let (n, chunks) = block_scores::<R, WIDE>(head, i, s);
+        let mut inv = [0f32; R];
         for r in 0..R {
             let row = &mut s[r * kp..][..chunks * LANES];
             let max = lanes(&row[..n], f32::NEG_INFINITY, |acc, x| if x > acc { x } else { acc });
@@ -779,21 +824,22 @@ mod flex {
                 *x = exp(*x - max);
             }
             let sum = lanes(row, 0.0, |acc, x| acc + x);
-            let inv = 1.0 / sum;
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
+            inv[r] = 1.0 / sum;
             lse[i + r] = max + sum.ln();
         }
-        rows_by_rows::<R>(s, kp, head.v, n, &mut o[i * d..][..R * d]);
+        let o = &mut o[i * d..][..R * d];
+        rows_by_rows::<R, WIDE>(s, kp, head.v, n, o);
+        for (o, inv) in o.chunks_exact_mut(d).zip(inv) {
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn backward_rows<const R: usize>(head: &AttentionHead, i: usize, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
+    fn backward_rows<const R: usize, const WIDE: bool>(head: &AttentionHead, i: usize, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
         let (_, _, kp, d) = head.dims();
         let (p, ds) = scratch.split_at_mut(ROWS * kp);
-        let (n, chunks) = block_scores::<R>(head, i, p);
+        let (n, chunks) = block_scores::<R, WIDE>(head, i, p);
         for r in 0..R {
             let l = lse[i + r];
             for x in p[r * kp..][..chunks * LANES].iter_mut() {
@@ -801,7 +847,7 @@ mod flex {
             }
         }
         let (g, o) = (&g[i * d..][..R * d], &o[i * d..][..R * d]);
-        rows_times::<R>(g, head.vt, kp, chunks, ds); // dp = g·vᵀ
+        rows_times::<R, WIDE>(g, head.vt, kp, chunks, ds); // dp = g·vᵀ
         for r in 0..R {
             let mut delta = 0.0;
             for (g, o) in g[r * d..][..d].iter().zip(&o[r * d..][..d]) {
@@ -813,22 +859,22 @@ mod flex {
             }
         }
         add_rows_outer::<R>(p, kp, g, n, dv);
-        rows_by_rows::<R>(ds, kp, head.k, n, &mut dq[i * d..][..R * d]);
+        rows_by_rows::<R, WIDE>(ds, kp, head.k, n, &mut dq[i * d..][..R * d]);
         add_rows_outer::<R>(ds, kp, &head.q[i * d..][..R * d], n, dk);
     }
 
     kernel! {
         /// One head's forward: `o` `[queries, d]` and `lse` `[queries]`; `s` is scratch of `ROWS·kp`.
-        fn attention_head / attention_head_baseline(head: AttentionHead, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
+        fn attention_head / attention_head_baseline<const WIDE: bool>(head: AttentionHead, o: &mut [f32], lse: &mut [f32], s: &mut [f32]) {
             // ROWS queries at a time, the last few one by one (loops, not closures: a closure would
             // be compiled without this function's target features).
             let (queries, mut i) = (head.dims().0, 0);
             while i + ROWS <= queries {
-                forward_rows::<ROWS>(&head, i, o, lse, s);
+                forward_rows::<ROWS, WIDE>(&head, i, o, lse, s);
                 i += ROWS;
             }
             for i in i..queries {
-                forward_rows::<1>(&head, i, o, lse, s);
+                forward_rows::<1, WIDE>(&head, i, o, lse, s);
             }
         }
     }
@@ -836,14 +882,14 @@ mod flex {
     kernel! {
         /// One head's backward for the output gradient `g` `[queries, d]`: `dq` `[queries, d]`, `dk`,
         /// `dv` `[keys, d]` (zeros on entry); `scratch` holds `2·ROWS·kp`.
-        fn attention_head_backward / attention_head_backward_baseline(head: AttentionHead, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
+        fn attention_head_backward / attention_head_backward_baseline<const WIDE: bool>(head: AttentionHead, o: &[f32], g: &[f32], lse: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scratch: &mut [f32]) {
             let (queries, mut i) = (head.dims().0, 0);
             while i + ROWS <= queries {
-                backward_rows::<ROWS>(&head, i, o, g, lse, dq, dk, dv, scratch);
+                backward_rows::<ROWS, WIDE>(&head, i, o, g, lse, dq, dk, dv, scratch);
                 i += ROWS;
             }
             for i in i..queries {
-                backward_rows::<1>(&head, i, o, g, lse, dq, dk, dv, scratch);
+                backward_rows::<1, WIDE>(&head, i, o, g, lse, dq, dk, dv, scratch);
             }
             let scale = head.scale;
             for x in dq.iter_mut().chain(dk.iter_mut()) {
@@ -1451,10 +1497,16 @@ mod tests {
     }
 
     /// The same for one attention head, forward and backward, over whole register blocks and the
-    /// rows after them (a CPU without AVX2 + FMA runs the baseline build; with AVX-512, its build).
+    /// rows after them (a CPU without AVX2 + FMA runs the baseline build; with AVX-512, its build,
+    /// whose wide blocks the second size fills: 32-key tiles, then 16 and 8, and an odd key count).
     #[test]
     fn the_simd_and_baseline_attention_kernels_agree() {
-        let (queries, keys, d): (usize, usize, usize) = (7, 11, 16);
+        for (queries, keys) in [(7, 11), (19, 45)] {
+            simd_and_baseline_attention_agree(queries, keys, 16);
+        }
+    }
+
+    fn simd_and_baseline_attention_agree(queries: usize, keys: usize, d: usize) {
         let kp = keys.div_ceil(8) * 8;
         let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin() * 1.5).collect::<Vec<f32>>();
         let (q, g) = (wave(queries * d, 0.37), wave(queries * d, 0.53));
@@ -1472,12 +1524,12 @@ mod tests {
         let head = flex::AttentionHead { q: &q, kt: &kt, k, v, vt: &vt, bias: &bias, attended: &attended, scale: 0.25 };
         let run = |fast: bool| {
             let (mut o, mut lse, mut s) = (vec![0f32; queries * d], vec![0f32; queries], vec![0f32; flex::ROWS * kp]);
-            if fast { flex::attention_head(head, &mut o, &mut lse, &mut s) } else { flex::attention_head_baseline(head, &mut o, &mut lse, &mut s) }
+            if fast { flex::attention_head(head, &mut o, &mut lse, &mut s) } else { flex::attention_head_baseline::<false>(head, &mut o, &mut lse, &mut s) }
             let (mut dq, mut dk, mut dv, mut scratch) = (vec![0f32; queries * d], vec![0f32; keys * d], vec![0f32; keys * d], vec![0f32; 2 * flex::ROWS * kp]);
             if fast {
                 flex::attention_head_backward(head, &o, &g, &lse, &mut dq, &mut dk, &mut dv, &mut scratch)
             } else {
-                flex::attention_head_backward_baseline(head, &o, &g, &lse, &mut dq, &mut dk, &mut dv, &mut scratch)
+                flex::attention_head_backward_baseline::<false>(head, &o, &g, &lse, &mut dq, &mut dk, &mut dv, &mut scratch)
             }
             [o, lse, dq, dk, dv]
         };
