@@ -770,15 +770,22 @@ mod flex {
     #[inline(always)]
     fn add_rows_outer_tile<const R: usize, const W: usize>(p: &[f32], kp: usize, a: &[f32], n: usize, c0: usize, acc: &mut [f32]) {
         let d = a.len() / R;
+        if n == 0 {
+            return;
+        }
         let mut rows = [[0f32; W]; R];
         for (r, row) in rows.iter_mut().enumerate() {
             row.copy_from_slice(&a[r * d + c0..][..W]);
         }
+        let ps: [&[f32]; R] = std::array::from_fn(|r| &p[r * kp..][..n]);
+        let acc = &mut acc[c0..];
+        assert!(acc.len() >= (n - 1) * d + W, "a tile of the accumulator past its end");
         for j in 0..n {
-            let out: &mut [f32; W] = (&mut acc[j * d + c0..][..W]).try_into().expect("a tile");
+            // SAFETY: j·d + W ≤ (n − 1)·d + W ≤ acc.len() (asserted above).
+            let out = unsafe { &mut *acc.as_mut_ptr().add(j * d).cast::<[f32; W]>() };
             let mut sum = *out;
             for r in 0..R {
-                let x = p[r * kp + j];
+                let x = ps[r][j];
                 for l in 0..W {
                     sum[l] = fma(x, rows[r][l], sum[l]);
                 }
