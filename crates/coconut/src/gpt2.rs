@@ -411,7 +411,6 @@ impl Attention {
     fn forward(&self, x: Tensor<3>, past: Option<Kv>, past_projections: Option<Tensor<3>>, attend: Attend) -> (Tensor<3>, Kv, Option<Tensor<3>>) {
         let Attend { mask, rotary, log_keys, real } = attend;
         let [batch, len, d] = x.dims();
-        let heads = |t: Tensor<3>| t.reshape([batch, len, self.n_head, d / self.n_head]).swap_dims(1, 2);
         let projected = per_position(&self.c_attn, x);
         let (projected, seen) = match &self.qkv_conv {
             None => (projected, None),
@@ -435,8 +434,11 @@ impl Attention {
                 (fused::causal_conv(seen.clone(), c.val(), len), Some(seen))
             }
         };
-        let mut qkv = projected.chunk(3, 2).into_iter();
-        let (q, k, v) = (heads(qkv.next().unwrap()), heads(qkv.next().unwrap()), heads(qkv.next().unwrap()));
+        // `[batch, len, 3·heads, d_head]` → `[batch, 3·heads, len, d_head]`, split into q, k and v: views
+        // of the projection (splitting first and then each part's features would copy all three).
+        let per_head = projected.reshape([batch, len, 3 * self.n_head, d / self.n_head]).swap_dims(1, 2);
+        let mut qkv = per_head.chunk(3, 1).into_iter();
+        let (q, k, v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
         let q = match (&self.length_scale, log_keys) {
             (Some(s), Some(log_keys)) => q * (s.val().reshape([1, self.n_head, 1, 1]) * log_keys.clone()),
             _ => q,

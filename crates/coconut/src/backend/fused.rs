@@ -210,6 +210,16 @@ mod flex {
         FlexTensor::from_data(TensorData::new(data, like.layout().shape().clone()))
     }
 
+    /// `n` floats written by `fill`, which must write every one of them (each kernel passed here
+    /// writes its whole output): no zero-fill first.
+    pub(super) fn filled(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        fill(&mut v.spare_capacity_mut()[..n]);
+        // SAFETY: `fill` wrote all `n` values (the contract above).
+        unsafe { v.set_len(n) };
+        v
+    }
+
     fn row_len(t: &FlexTensor) -> usize {
         *t.layout().shape().as_slice().last().expect("a tensor with dimensions")
     }
@@ -217,9 +227,7 @@ mod flex {
     impl FusedOps for Flex {
         fn fused_gelu_tanh(x: FlexTensor) -> FlexTensor {
             let xs = f32_data(&x);
-            let mut y = vec![0f32; xs.len()];
-            gelu(&xs, &mut y);
-            tensor(y, &x)
+            tensor(filled(xs.len(), |y| gelu(&xs, y)), &x)
         }
 
         fn fused_gelu_tanh_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -231,17 +239,14 @@ mod flex {
 
         fn fused_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
             let (xs, gamma_s, beta_s) = (f32_data(&x), f32_data(&gamma), f32_data(&beta));
-            let mut y = vec![0f32; xs.len()];
-            layer_norm(&xs, &gamma_s, &beta_s, epsilon as f32, &mut y);
-            tensor(y, &x)
+            tensor(filled(xs.len(), |y| layer_norm(&xs, &gamma_s, &beta_s, epsilon as f32, y)), &x)
         }
 
         fn fused_layer_norm_backward(x: FlexTensor, gamma: FlexTensor, grad: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
             let (xs, gamma_s, gs) = (f32_data(&x), f32_data(&gamma), f32_data(&grad));
             let d = row_len(&x);
-            let mut dx = vec![0f32; xs.len()];
             let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
-            layer_norm_backward(&xs, &gamma_s, &gs, epsilon as f32, &mut dx, &mut dgamma, &mut dbeta);
+            let dx = filled(xs.len(), |dx| layer_norm_backward(&xs, &gamma_s, &gs, epsilon as f32, dx, &mut dgamma, &mut dbeta));
             (tensor(dx, &x), tensor(dgamma, &gamma), tensor(dbeta, &gamma))
         }
 
@@ -266,9 +271,20 @@ mod flex {
                 attention_head(head, &mut o, &mut lse, &mut s);
                 (o, lse)
             });
-            let (o, lse): (Vec<_>, Vec<_>) = per_head.into_iter().unzip();
-            let o = FlexTensor::from_data(TensorData::new(o.concat(), [batch, heads, queries, d]));
-            (o, FlexTensor::from_data(TensorData::new(lse.concat(), [batch, heads, queries])))
+            // The output is stored `[batch, queries, heads, d]` and returned as its `[batch, heads, queries,
+            // d]` view: the model's next step (heads back side by side, `[batch, queries, heads·d]`) is
+            // then a view, not a copy.
+            let mut o = Vec::with_capacity(q.len());
+            for b in 0..batch {
+                for t in 0..queries {
+                    for (o_head, _) in &per_head[b * heads..][..heads] {
+                        o.extend_from_slice(&o_head[t * d..][..d]);
+                    }
+                }
+            }
+            let lse: Vec<f32> = per_head.iter().flat_map(|(_, lse)| lse.iter().copied()).collect();
+            let o = FlexTensor::from_data(TensorData::new(o, [batch, queries, heads, d])).transpose(1, 2);
+            (o, FlexTensor::from_data(TensorData::new(lse, [batch, heads, queries])))
         }
 
         fn fused_attention_backward(
@@ -431,10 +447,11 @@ mod flex {
     }
 
     kernel! {
-        fn gelu / gelu_baseline(xs: &[f32], y: &mut [f32]) {
+        /// Writes every value of `y` (as long as `xs`).
+        fn gelu / gelu_baseline(xs: &[f32], y: &mut [MaybeUninit<f32>]) {
             for (y, &x) in y.iter_mut().zip(xs) {
                 let u2 = 2.0 * GELU_C * (x + GELU_A * x * x * x);
-                *y = x / (1.0 + exp(-u2));
+                y.write(x / (1.0 + exp(-u2)));
             }
         }
     }
@@ -451,19 +468,21 @@ mod flex {
     }
 
     kernel! {
-        fn layer_norm / layer_norm_baseline(xs: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [f32]) {
+        /// Writes every value of `out` (as long as `xs`).
+        fn layer_norm / layer_norm_baseline(xs: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [MaybeUninit<f32>]) {
             let d = gamma.len();
             for (row, y) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
                 let (mean, rstd) = moments(row, epsilon);
                 for (((y, &x), &g), &b) in y.iter_mut().zip(row).zip(gamma).zip(beta) {
-                    *y = (x - mean) * rstd * g + b;
+                    y.write((x - mean) * rstd * g + b);
                 }
             }
         }
     }
 
     kernel! {
-        fn layer_norm_backward / layer_norm_backward_baseline(xs: &[f32], gamma: &[f32], gs: &[f32], epsilon: f32, dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
+        /// Writes every value of `dx` (as long as `xs`); adds to `dgamma` and `dbeta`.
+        fn layer_norm_backward / layer_norm_backward_baseline(xs: &[f32], gamma: &[f32], gs: &[f32], epsilon: f32, dx: &mut [MaybeUninit<f32>], dgamma: &mut [f32], dbeta: &mut [f32]) {
             let d = gamma.len();
             let (mut xhat, mut gg) = (vec![0f32; d], vec![0f32; d]);
             for ((row, g), dx) in xs.chunks_exact(d).zip(gs.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
@@ -477,7 +496,7 @@ mod flex {
                 let mean_gg = lanes(&gg, 0.0, |acc, x| acc + x) / d as f32;
                 let mean_ggx = lanes_dot(&gg, &xhat) / d as f32;
                 for i in 0..d {
-                    dx[i] = rstd * (gg[i] - mean_gg - xhat[i] * mean_ggx);
+                    dx[i].write(rstd * (gg[i] - mean_gg - xhat[i] * mean_ggx));
                 }
             }
         }
@@ -1479,9 +1498,8 @@ mod tests {
     #[test]
     fn the_simd_and_baseline_kernels_agree() {
         let xs: Vec<f32> = (0..1001).map(|i| -9.0 + 18.0 * i as f32 / 1000.0).collect();
-        let (mut fast, mut base) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
-        flex::gelu(&xs, &mut fast);
-        flex::gelu_baseline(&xs, &mut base);
+        let fast = flex::filled(xs.len(), |y| flex::gelu(&xs, y));
+        let base = flex::filled(xs.len(), |y| flex::gelu_baseline(&xs, y));
         let (mut gfast, mut gbase) = (vec![0.5f32; xs.len()], vec![0.5f32; xs.len()]);
         flex::gelu_backward(&xs, &mut gfast);
         flex::gelu_backward_baseline(&xs, &mut gbase);
