@@ -1,14 +1,13 @@
 //! The `coconut` binary as a user runs it: import an HF directory, score text, see clear errors.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
-use common::{coconut, coconut_ok, fresh_dir, root};
+use common::{ScratchDir, coconut, coconut_ok, fresh_dir, root};
 
 /// `import-hf` then `score` on `backend`; the printed log-probs must be HF's to 1e-4.
-fn import_and_score(backend: &str) -> PathBuf {
-    let out_dir = std::env::temp_dir().join(format!("coconut-cli-import-{backend}-{}", std::process::id()));
+fn import_and_score(backend: &str) -> ScratchDir {
+    let out_dir = ScratchDir::new(&format!("cli-import-{backend}"));
     let hf_dir = root().join("tests/fixtures/gpt2-tiny");
     let out = coconut(&["--backend", backend, "import-hf", "--hf-dir", hf_dir.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "import-hf failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -408,8 +407,7 @@ fn data_parallel_training_on_two_workers_follows_the_single_device_losses() {
 
 #[test]
 fn export_web_writes_the_checkpoint_and_a_verifiable_web_manifest() {
-    let dir = std::env::temp_dir().join(format!("coconut-export-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = ScratchDir::new("export");
     let ckpt = import_and_score("flex");
     let out = dir.join("web");
     let res = coconut(&["export-web", "--checkpoint", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-thoughts", "3"]);

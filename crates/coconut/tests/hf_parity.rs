@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use burn::prelude::*;
 use coconut::gpt2::{Gpt2Input, KvCache};
 use coconut::{Checkpoint, CoconutTokenizer, Gpt2, hf};
 use safetensors::SafeTensors;
+use scratch::ScratchDir;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -200,10 +204,8 @@ fn bpe_dir() -> PathBuf {
     dir
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coconut-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tempdir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("test-{tag}"))
 }
 
 /// Every parameter in HF's order and names (`h.{i}.…`), as flat values.

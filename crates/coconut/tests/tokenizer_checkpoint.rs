@@ -2,10 +2,14 @@
 
 use std::path::PathBuf;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use burn::prelude::*;
 use coconut::checkpoint::{Checkpoint, Manifest};
 use coconut::tokenizer::{CoconutTokenizer, TokenizerError};
 use coconut::{Gpt2Config, hf};
+use scratch::ScratchDir;
 
 const PROSQA: &str = "Tom is a wumpus. Every wumpus is a yumpus. Every yumpus is a rempus.\nIs Tom a rempus or bompus?";
 
@@ -49,9 +53,8 @@ fn word_level_tokenizer_json_round_trips_and_loads_in_hf_form() {
     assert!(CoconutTokenizer::from_json(b"{not json").is_err());
 }
 
-fn fixture_checkpoint(tag: &str) -> (PathBuf, Checkpoint) {
-    let dir = std::env::temp_dir().join(format!("coconut-ckpt-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn fixture_checkpoint(tag: &str) -> (ScratchDir, Checkpoint) {
+    let dir = ScratchDir::new(&format!("ckpt-{tag}"));
     let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gpt2-tiny");
     let (config, model, tok) = hf::load_hf_dir(&hf_dir, &Device::flex()).unwrap();
     let ckpt = Checkpoint::from_model(model, &config, tok, "test").unwrap();
@@ -128,7 +131,7 @@ fn checkpoints_record_their_positions_and_gpt2_ones_load_without_naming_them() {
     let model = config.init(&device);
     let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 5, 7, 9], [1, 4]), &device);
     let before: Vec<f32> = model.forward_ids(ids.clone()).0.into_data().try_to_vec().unwrap();
-    let dir = std::env::temp_dir().join(format!("coconut-ckpt-rope-{}", std::process::id()));
+    let dir = ScratchDir::new("ckpt-rope");
     Checkpoint::from_model(model, &config, word_level(), "test").unwrap().save(&dir).unwrap();
     let loaded = Checkpoint::load(&dir).unwrap();
     assert_eq!(loaded.config.position, coconut::gpt2::Position::Rope);

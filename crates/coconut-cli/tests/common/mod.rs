@@ -4,18 +4,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../../../coconut/tests/common/scratch.rs"]
+mod scratch;
+pub use scratch::ScratchDir;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// An empty scratch directory for one test.
-pub fn fresh_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coconut-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// An empty scratch directory for one test, removed with everything in it when the test ends.
+pub fn fresh_dir(tag: &str) -> ScratchDir {
+    let dir = ScratchDir::new(tag);
+    std::fs::create_dir_all(&*dir).unwrap();
     dir
 }
-
 /// Runs `coconut` and requires success, showing its stderr otherwise.
 pub fn coconut_ok(args: &[&str]) -> std::process::Output {
     let out = coconut(args);
