@@ -231,10 +231,13 @@ mod tests {
         t.step(&data, &b, &curriculum, &tok);
         let delta = |a: &Tensor<2>, b: &Tensor<2>| (b.clone() - a.clone()).into_data().try_to_vec::<f32>().unwrap();
         let (old, new) = (&before.h[0], &t.model.h[0]);
-        // AdamW's first step moves every parameter with a gradient by lr (m / sqrt(v) = ±1): the
-        // layer norms' gains, the biases.
+        // AdamW's first step moves each parameter with a gradient g by lr·|g| / (|g| + ε) (m / √v =
+        // ±1 up to ε): the layer norms' gains, the biases. That is lr unless |g| is within a few
+        // hundred ε of 0, which an element of a random model's gradient now and then is.
         let gain = delta(&old.ln_1.gamma.val().unsqueeze(), &new.ln_1.gamma.val().unsqueeze());
-        assert!(gain.iter().all(|d| (d.abs() / 1e-2 - 1.0).abs() < 0.05), "{gain:?}");
+        assert!(gain.iter().all(|d| d.abs() / 1e-2 < 1.0 + 1e-4), "{gain:?}");
+        let at_lr = gain.iter().filter(|d| (d.abs() / 1e-2 - 1.0).abs() < 0.05).count();
+        assert!(at_lr * 10 >= gain.len() * 9, "{gain:?}");
         // Muon moves each block matrix by lr · 0.2·√max(A, B) · O, O the orthogonalised momentum:
         // Newton–Schulz puts O's nonzero singular values near 1 (none blown up), so the update's
         // largest singular value is ≈ lr · 0.2·√max(A, B) and its RMS ≤ 0.2·lr. (AdamW's ±lr step

@@ -111,12 +111,12 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1
 }
 
 /// softmax(q·kᵀ/√d_head, masked)·v; `mask` `[batch, 1, queries, keys]`, true = may not attend.
-/// Training on Flex takes the fused op (no scores in memory, the backward recomputes them);
-/// elsewhere Burn's attention (fused forward kernels on Flex inference and GPUs).
+/// On Flex the fused op, in training and inference alike (no scores or per-head mask in memory;
+/// the backward recomputes the scores); elsewhere Burn's attention (its GPU kernels).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
     let device = q.device();
     let scale = 1.0 / (q.dims()[3] as f64).sqrt();
-    if fused_on(&device) && device.is_autodiff() {
+    if fused_on(&device) {
         let bias = Tensor::<4>::zeros(mask.dims(), &device).mask_fill(mask, f32::NEG_INFINITY);
         let (o, _lse) = <Dispatch as FusedOps>::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), bias.into_dispatch(), scale);
         return Tensor::<4>::from_dispatch(o);
